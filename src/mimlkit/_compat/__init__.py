@@ -1,0 +1,1 @@
+"""Private compatibility shims (never imported by ``import mimlkit``)."""
