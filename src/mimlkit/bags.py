@@ -176,6 +176,8 @@ class Bags:
                 raise IndexError(f"bag index {i} out of range for {n} bags")
             i %= n
             return self.instances[self.offsets[i] : self.offsets[i + 1]]
+        if isinstance(key, tuple) and len(key) == 2 and key[1] is Ellipsis:
+            key = key[0]  # scikit-learn's _safe_indexing calls X[idx, ...] on objects with .shape
         if isinstance(key, slice):
             key = np.arange(self.n_bags)[key]
         idx = np.asarray(key)

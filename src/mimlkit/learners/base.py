@@ -94,6 +94,10 @@ class MIMLClassifierMixin:
     def __sklearn_tags__(self):  # noqa: D105
         tags = super().__sklearn_tags__()  # type: ignore[misc]
         tags.estimator_type = "classifier"
+        if tags.classifier_tags is None:  # what sklearn's ClassifierMixin would set
+            from sklearn.utils import ClassifierTags
+
+            tags.classifier_tags = ClassifierTags(multi_class=False, multi_label=True)
         tags.target_tags.required = True
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = False

@@ -1,0 +1,148 @@
+"""Datasets: ``MIMLDataset`` and the readers, tiler and synthetic generators.
+
+``load_dataset(path, **options)`` picks the reader from the path:
+
+- ``"synthetic"`` / ``"synthetic-images"`` -> ``make_miml_images(random_state=0)``;
+  ``"synthetic-bags"`` -> ``make_miml_bags(random_state=0)`` (built-in, no files);
+- ``*.arff`` -> relational (multi-instance) ARFF: ``load_miml_arff``; otherwise Mulan
+  single-instance ARFF: ``load_mulan_arff`` (label XML next to it, or ``labels_xml=``);
+- ``*.npz`` -> ``load_npz``;
+- ``*.csv`` -> ``load_image_csv`` with an image folder (``image_dir=`` or ``images`` /
+  ``images_png`` next to the CSV);
+- a directory holding ``labels.csv`` -> the same, image folder inside that directory.
+
+With ``tile=`` an image dataset is cut into tiles (``TileBagger``) and described with the
+hand-crafted colour/texture features, so bag learners can run on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mimlkit.datasets.arff_miml import is_relational_arff, load_miml_arff
+from mimlkit.datasets.arff_mulan import load_mulan_arff
+from mimlkit.datasets.base import ImageSet, MIMLDataset, take
+from mimlkit.datasets.images import load_image_csv
+from mimlkit.datasets.npz import load_npz, save_npz
+from mimlkit.datasets.synthetic import make_miml_bags, make_miml_images
+from mimlkit.datasets.tiling import TileBagger
+
+__all__ = [
+    "MIMLDataset",
+    "ImageSet",
+    "take",
+    "load_dataset",
+    "load_miml_arff",
+    "load_mulan_arff",
+    "load_image_csv",
+    "save_npz",
+    "load_npz",
+    "make_miml_bags",
+    "make_miml_images",
+    "TileBagger",
+    "extract_tile_features",
+    "BUILTIN_DATASETS",
+]
+
+BUILTIN_DATASETS = ("synthetic", "synthetic-images", "synthetic-bags")
+
+
+def extract_tile_features(
+    dataset: MIMLDataset,
+    tiler: TileBagger,
+    featurize: Any = None,
+) -> MIMLDataset:
+    """Image dataset -> same dataset with ``bags`` of tile descriptors (coords kept).
+
+    ``featurize`` defaults to ``colour_texture_features`` (numpy, no torch).
+    """
+    from dataclasses import replace
+
+    from mimlkit.features.handcrafted import colour_texture_features, images_to_bags
+
+    images = dataset.inputs("images")
+    bags = images_to_bags(images, tiler, featurize or colour_texture_features)  # type: ignore[arg-type]
+    meta = dict(dataset.meta)
+    meta["tiler"] = tiler.get_config()
+    meta["features"] = getattr(featurize, "__name__", "colour_texture_features")
+    return replace(dataset, bags=bags, instance_labels=None, meta=meta)
+
+
+def load_dataset(
+    path: str | Path,
+    *,
+    labels_xml: str | Path | None = None,
+    labels: int | Sequence[str] | None = None,
+    image_dir: str | Path | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    separator: str = "|",
+    no_finding: str | None = None,
+    group_column: str | None = None,
+    tile: int | None = None,
+    stride: int | None = None,
+    border: str = "drop",
+    foreground: float | None = None,
+    min_foreground: float = 0.5,
+    random_state: int = 0,
+) -> MIMLDataset:
+    """Load any supported dataset (see the module docstring for the dispatch rules).
+
+    ``labels_xml`` / ``labels`` apply to ARFF (``labels`` may be a count of trailing label
+    attributes or names) and ``labels`` to CSV (label names); ``image_dir``,
+    ``image_column``, ``label_column``, ``separator``, ``no_finding`` (default
+    ``"No Finding"``) and ``group_column`` to image CSVs. ``tile`` (+ ``stride``, ``border``,
+    ``foreground``, ``min_foreground``) turns an image dataset into tile bags with
+    hand-crafted features. ``random_state`` seeds the built-in synthetic datasets.
+    """
+    key = str(path).strip().lower()
+    if key in ("synthetic", "synthetic-images"):
+        ds = make_miml_images(random_state=random_state)
+        if tile is not None and tile != ds.meta["tile_size"]:
+            ds = extract_tile_features(ds, TileBagger(tile, stride, border, foreground,
+                                                      min_foreground))
+        return ds
+    if key == "synthetic-bags":
+        return make_miml_bags(random_state=random_state)
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"{p}: no such file or directory (built-in datasets: "
+                         f"{', '.join(BUILTIN_DATASETS)})")
+    suffix = p.suffix.lower()
+    if p.is_dir():
+        csv_path = p / "labels.csv"
+        if not csv_path.is_file():
+            raise ValueError(f"{p}: directory without a labels.csv; give the CSV, ARFF or NPZ "
+                             "file itself")
+        p, suffix = csv_path, ".csv"
+        if image_dir is None:
+            from mimlkit.datasets.images import default_image_dir
+
+            image_dir = default_image_dir(csv_path)
+    if suffix == ".arff":
+        lab = labels if labels is None or isinstance(labels, int) else list(labels)
+        if is_relational_arff(p):
+            ds = load_miml_arff(p, labels_xml=labels_xml, labels=lab)
+        else:
+            ds = load_mulan_arff(p, labels_xml=labels_xml, labels=lab)
+    elif suffix == ".npz":
+        ds = load_npz(p)
+    elif suffix in (".csv", ".tsv"):
+        if isinstance(labels, int):
+            raise ValueError("labels= must be a list of label names for an image CSV")
+        ds = load_image_csv(
+            p, image_dir, labels=labels, image_column=image_column, label_column=label_column,
+            separator=separator, no_finding="No Finding" if no_finding is None else no_finding,
+            group_column=group_column,
+        )
+    else:
+        raise ValueError(f"{p}: unknown dataset format {suffix or '(no extension)'!r}; "
+                         "expected .arff, .npz, .csv or a folder with labels.csv")
+    if tile is not None:
+        if ds.images is None:
+            raise ValueError(f"{p}: tile= applies to image datasets only")
+        ds = extract_tile_features(ds, TileBagger(tile, stride, border, foreground,
+                                                  min_foreground))
+    return ds

@@ -1,0 +1,354 @@
+"""Synthetic MIML data with instance-level ground truth.
+
+``make_miml_bags``: bags of feature vectors. Each label k owns ``n_concepts_per_label``
+Gaussian concepts; a bag has label k **iff** at least one of its instances is drawn from a
+concept of k. The other instances come from label-free background clusters or, with
+probability ``distractor_rate``, from distractor clusters placed close to a concept (hard
+negatives that carry no label).
+
+``make_miml_images``: RGB images made of square textured tiles on a grid. Each label has its
+own object pattern (a saturated colour + a stripe or checker texture with its own
+orientation and frequency) placed in a few tiles; the other tiles are low-contrast
+background textures and distractors that share *either* the colour *or* the texture of a
+label but never both. Only the conjunction identifies a label, so a linear model on
+mean-pooled colour/texture features is clearly above chance but far from perfect, while an
+instance-level learner can do better. With ``features="colour-texture"`` the generator also
+fills ``bags`` with ``colour_texture_features`` of the tiles (coords in instance metadata),
+exactly what ``images_to_bags(ds.images, TileBagger(tile_size))`` would produce.
+
+Both are deterministic given ``random_state`` (an int, a ``numpy.random.Generator`` or a
+``RandomState``), vectorised, and every bag has at least one label.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mimlkit.bags import Bags
+from mimlkit.datasets.base import ImageSet, MIMLDataset
+
+__all__ = ["make_miml_bags", "make_miml_images"]
+
+
+def _rng(random_state: Any) -> np.random.Generator:
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(2**31 - 1))
+    if random_state is None or isinstance(random_state, (int, np.integer)):
+        return np.random.default_rng(random_state)
+    raise ValueError(f"random_state must be None, an int, a Generator or a RandomState, "
+                     f"got {random_state!r}")
+
+
+def _check_range(name: str, value: Any, low: int = 1) -> tuple[int, int]:
+    lo, hi = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    lo, hi = int(lo), int(hi)
+    if lo < low or hi < lo:
+        raise ValueError(f"{name} must be an int >= {low} or a range (lo, hi) with "
+                         f"{low} <= lo <= hi, got {value!r}")
+    return lo, hi
+
+
+def _sample_labelsets(rng: np.random.Generator, n: int, K: int, cardinality: float,
+                      cooccurrence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Y (n x K int8), every row non-empty, plus the co-occurrence partner of each label.
+
+    Each label is switched on independently; then, with probability ``cooccurrence``, an
+    active label switches on its partner (a random cyclic permutation of the labels), so
+    label pairs co-occur more often than chance. Rows left empty by the first draw get one
+    uniformly drawn label before the co-occurrence step.
+    """
+    if not 0 <= cooccurrence <= 1:
+        raise ValueError(f"cooccurrence must be in [0, 1], got {cooccurrence!r}")
+    p = float(np.clip(cardinality / max(K, 1) / (1 + cooccurrence), 0.02, 0.9))
+    Y = rng.random((n, K)) < p
+    empty = ~Y.any(axis=1)
+    Y[np.flatnonzero(empty), rng.integers(0, K, size=int(empty.sum()))] = True
+    if K > 1:
+        perm = rng.permutation(K)
+        partner = np.empty(K, dtype=np.int64)
+        partner[perm] = np.roll(perm, -1)  # a cycle: nobody is its own partner
+        pull = Y & (rng.random((n, K)) < cooccurrence)
+        Y[:, partner] |= pull
+    else:
+        partner = np.zeros(K, dtype=np.int64)
+    return Y.astype(np.int8), partner
+
+
+def _shuffle_within(rng: np.random.Generator, bag_ids: np.ndarray) -> np.ndarray:
+    """Permutation that groups rows by bag (ascending) in random order inside each bag."""
+    return np.lexsort((rng.random(bag_ids.size), bag_ids))
+
+
+def make_miml_bags(
+    n_bags: int = 200,
+    n_labels: int = 5,
+    n_features: int = 16,
+    bag_size: int | tuple[int, int] = (4, 12),
+    n_concepts_per_label: int = 1,
+    distractor_rate: float = 0.3,
+    cooccurrence: float = 0.3,
+    noise: float = 1.0,
+    random_state: Any = None,
+    *,
+    cardinality: float = 1.5,
+    n_background: int | None = None,
+    separation: float = 3.0,
+) -> MIMLDataset:
+    """Bags of vectors with instance-level truth (``instance_labels``, n_instances x K).
+
+    Parameters
+    ----------
+    n_bags, n_labels, n_features : sizes.
+    bag_size : instances per bag (int or inclusive range); grown if a bag needs more
+        instances for its positive concepts.
+    n_concepts_per_label : Gaussian concepts per label (multi-modal labels when > 1).
+    distractor_rate : probability that a non-concept instance comes from a distractor
+        cluster (near a concept, label-free) rather than from a background cluster.
+    cooccurrence : probability that an active label also switches on its partner label.
+    noise : standard deviation of instances around their cluster centre.
+    random_state : seed / Generator / RandomState.
+    cardinality : target mean number of labels per bag (before co-occurrence/empty fixes).
+    n_background : number of background clusters (default ``max(3, n_labels)``).
+    separation : scale of the cluster centres (distance between concepts ~ separation*sqrt(2)).
+    """
+    rng = _rng(random_state)
+    n, K, d, C = int(n_bags), int(n_labels), int(n_features), int(n_concepts_per_label)
+    if n < 1 or K < 1 or d < 1 or C < 1:
+        raise ValueError("n_bags, n_labels, n_features and n_concepts_per_label must be >= 1")
+    lo, hi = _check_range("bag_size", bag_size)
+    if not 0 <= distractor_rate <= 1:
+        raise ValueError(f"distractor_rate must be in [0, 1], got {distractor_rate!r}")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    B = int(n_background) if n_background is not None else max(3, K)
+
+    def unit(m: int) -> np.ndarray:
+        v = rng.standard_normal((m, d))
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    concepts = unit(K * C) * separation * np.sqrt(2.0) * 1.5  # (K*C, d), row k*C + c
+    background = unit(B) * separation
+    distractors = concepts + unit(K * C) * separation * 1.2  # near, but off, each concept
+
+    Y, partner = _sample_labelsets(rng, n, K, cardinality, cooccurrence)
+    m = Y.astype(np.int64) * rng.integers(1, 3, size=(n, K))  # 1-2 concept instances / label
+    n_pos = m.sum(axis=1)
+    sizes = np.maximum(rng.integers(lo, hi + 1, size=n), n_pos)
+    n_other = sizes - n_pos
+
+    # concept instances
+    pos_bag = np.repeat(np.repeat(np.arange(n), K), m.ravel())
+    pos_lab = np.repeat(np.tile(np.arange(K), n), m.ravel())
+    pos_cluster = pos_lab * C + rng.integers(0, C, size=pos_lab.size)
+    pos_x = concepts[pos_cluster]
+    # background / distractor instances
+    oth_bag = np.repeat(np.arange(n), n_other)
+    is_dis = rng.random(oth_bag.size) < distractor_rate
+    oth_x = np.where(is_dis[:, None],
+                     distractors[rng.integers(0, K * C, size=oth_bag.size)],
+                     background[rng.integers(0, B, size=oth_bag.size)])
+    bag_ids = np.concatenate([pos_bag, oth_bag])
+    X = np.concatenate([pos_x, oth_x]) + noise * rng.standard_normal((bag_ids.size, d))
+    inst = np.zeros((bag_ids.size, K), dtype=np.int8)
+    inst[np.arange(pos_lab.size), pos_lab] = 1
+    kind = np.concatenate([np.zeros(pos_lab.size, np.int8),  # 0 concept, 1 background,
+                           np.where(is_dis, 2, 1).astype(np.int8)])  # 2 distractor
+    order = _shuffle_within(rng, bag_ids)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    bags = Bags(X[order].astype(np.float32), offsets, {"kind": kind[order]})
+    meta = {
+        "source": "synthetic",
+        "generator": "make_miml_bags",
+        "params": {"n_bags": n, "n_labels": K, "n_features": d, "bag_size": [lo, hi],
+                   "n_concepts_per_label": C, "distractor_rate": float(distractor_rate),
+                   "cooccurrence": float(cooccurrence), "noise": float(noise),
+                   "cardinality": float(cardinality), "n_background": B,
+                   "separation": float(separation),
+                   "random_state": random_state if isinstance(random_state, int) else None},
+        "cooccurrence_partner": partner.tolist(),
+    }
+    return MIMLDataset(Y=Y, label_names=[f"label_{k}" for k in range(K)], bags=bags,
+                       instance_labels=inst[order], name="synthetic-bags", meta=meta)
+
+
+# ---------------------------------------------------------------------- images
+def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Vectorised HSV (all 0..1) -> RGB 0..1, shape (..., 3)."""
+    h = (np.asarray(h, dtype=np.float64) % 1.0) * 6.0
+    s, v = np.asarray(s, dtype=np.float64), np.asarray(v, dtype=np.float64)
+    i = np.floor(h).astype(np.int64) % 6
+    f = h - np.floor(h)
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    table = np.stack([np.stack(c, axis=-1) for c in
+                      [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]])
+    return np.take_along_axis(table, i[None, ..., None], axis=0)[0]
+
+
+def make_miml_images(
+    n_images: int = 120,
+    n_labels: int = 4,
+    image_size: int = 96,
+    tile_size: int = 16,
+    positive_tiles: int | tuple[int, int] = (1, 3),
+    random_state: Any = None,
+    features: str | None = "colour-texture",
+    *,
+    distractor_rate: float = 0.3,
+    cooccurrence: float = 0.3,
+    cardinality: float = 1.5,
+    noise: float = 0.06,
+) -> MIMLDataset:
+    """RGB images of textured tiles with per-tile truth (see the module docstring).
+
+    Parameters
+    ----------
+    n_images, n_labels : sizes (``n_labels`` <= 12).
+    image_size, tile_size : square image side and tile side in pixels (``image_size`` must
+        be a multiple of ``tile_size``); the grid has ``(image_size // tile_size) ** 2`` cells.
+    positive_tiles : tiles carrying each present label's object (int or inclusive range).
+    random_state : seed / Generator / RandomState.
+    features : ``"colour-texture"`` (default) also fills ``bags`` with the tiles' hand-crafted
+        descriptors, coords in ``instance_meta["coords"]``, and ``instance_labels``; ``None``
+        gives an image-only dataset (the per-tile truth is then in ``meta["tile_labels"]``).
+    distractor_rate : probability that a background tile is a distractor (colour of one label
+        with another texture, or texture of one label with a neutral colour).
+    cooccurrence, cardinality : label-set knobs as in ``make_miml_bags``.
+    noise : pixel noise standard deviation (0..1 intensity units).
+    """
+    rng = _rng(random_state)
+    n, K, S, t = int(n_images), int(n_labels), int(image_size), int(tile_size)
+    if n < 1 or not 1 <= K <= 12:
+        raise ValueError("n_images must be >= 1 and n_labels in 1..12")
+    if t < 4 or S < t or S % t:
+        raise ValueError(f"image_size ({S}) must be a positive multiple of tile_size ({t}), "
+                         "tile_size >= 4")
+    if features not in (None, "colour-texture"):
+        raise ValueError(f"features must be 'colour-texture' or None, got {features!r}")
+    lo, hi = _check_range("positive_tiles", positive_tiles)
+    g = S // t
+    G = g * g
+    if K * hi > G:
+        raise ValueError(f"{K} labels x up to {hi} object tiles do not fit in a {g}x{g} grid")
+    if not 0 <= distractor_rate <= 1:
+        raise ValueError(f"distractor_rate must be in [0, 1], got {distractor_rate!r}")
+
+    # ---- label prototypes: colour (hue), texture type, orientation, frequency
+    hues = (np.arange(K) + rng.uniform(0.2, 0.8)) / K
+    lab_type = np.arange(K) % 2  # 0 stripes, 1 checker
+    lab_theta = (np.arange(K) // 2) * np.pi / max(1, (K + 1) // 2) + rng.uniform(0, np.pi / 8)
+    lab_theta += (np.arange(K) % 2) * np.pi / 4
+    lab_freq = rng.uniform(0.14, 0.26, size=K)  # cycles per pixel
+    bg_hues = rng.uniform(0, 1, size=4)
+
+    # ---- label sets and tile layout
+    Y, partner = _sample_labelsets(rng, n, K, cardinality, cooccurrence)
+    m = Y.astype(np.int64) * rng.integers(lo, hi + 1, size=(n, K))
+    tot = m.sum(axis=1)
+    order = np.argsort(rng.random((n, G)), axis=1)  # random cell order per image
+    img_of = np.repeat(np.arange(n), tot)
+    rank = np.arange(img_of.size) - np.repeat(np.cumsum(tot) - tot, tot)
+    cell_label = np.full((n, G), -1, dtype=np.int64)
+    cell_label[img_of, order[img_of, rank]] = np.repeat(np.tile(np.arange(K), n), m.ravel())
+    lab = cell_label.ravel()  # (N,)
+    N = lab.size
+    obj = lab >= 0
+    dis = ~obj & (rng.random(N) < distractor_rate)
+    dis_lab = rng.integers(0, K, size=N)
+    dis_colour = rng.random(N) < 0.5  # True: label colour + wrong texture; False: vice versa
+
+    # ---- per-tile rendering parameters
+    bg_img = rng.integers(0, 4, size=n)
+    bg_alt = rng.integers(0, 4, size=n)
+    bg_idx = np.where(rng.random(N) < 0.7, np.repeat(bg_img, G), np.repeat(bg_alt, G))
+    base = _hsv_to_rgb(bg_hues[bg_idx] + rng.normal(0, 0.02, N),
+                       rng.uniform(0.15, 0.35, N), rng.uniform(0.35, 0.7, N))  # (N, 3)
+    # background: smooth low-frequency, low-contrast pattern
+    ptype = np.full(N, 2, dtype=np.int64)
+    theta = rng.uniform(0, np.pi, N)
+    freq = rng.uniform(0.02, 0.06, N)
+    top = base * rng.uniform(0.75, 1.25, (N, 1))
+    # objects
+    k = np.where(obj, lab, 0)
+    ptype[obj] = lab_type[k[obj]]
+    theta[obj] = lab_theta[k[obj]] + rng.normal(0, 0.06, int(obj.sum()))
+    freq[obj] = lab_freq[k[obj]] * rng.uniform(0.9, 1.1, int(obj.sum()))
+    top[obj] = _hsv_to_rgb(hues[k[obj]] + rng.normal(0, 0.015, int(obj.sum())),
+                           rng.uniform(0.7, 0.9, int(obj.sum())),
+                           rng.uniform(0.75, 0.95, int(obj.sum())))
+    base[obj] *= 0.5
+    # distractors: colour of label j with another label's texture (or a random one), or
+    # texture of label j with a neutral high-contrast colour
+    j = dis_lab
+    dc = dis & dis_colour
+    dt = dis & ~dis_colour
+    other = (j + rng.integers(1, max(K, 2), size=N)) % K
+    ptype[dc] = lab_type[other[dc]] if K > 1 else 1 - lab_type[j[dc]]
+    theta[dc] = lab_theta[j[dc]] + rng.choice([-1.0, 1.0], int(dc.sum())) * np.pi / 4
+    freq[dc] = rng.uniform(0.14, 0.26, int(dc.sum()))
+    top[dc] = _hsv_to_rgb(hues[j[dc]] + rng.normal(0, 0.015, int(dc.sum())),
+                          rng.uniform(0.7, 0.9, int(dc.sum())), rng.uniform(0.75, 0.95,
+                                                                           int(dc.sum())))
+    base[dc] *= 0.5
+    ptype[dt] = lab_type[j[dt]]
+    theta[dt] = lab_theta[j[dt]] + rng.normal(0, 0.06, int(dt.sum()))
+    freq[dt] = lab_freq[j[dt]] * rng.uniform(0.9, 1.1, int(dt.sum()))
+    neutral = rng.uniform(0.6, 0.95, (int(dt.sum()), 1)) * np.ones(3)
+    top[dt] = neutral + rng.normal(0, 0.03, neutral.shape)
+    base[dt] *= 0.5
+
+    # ---- render all tiles at once: pixel = base + (top - base) * pattern + noise
+    yy, xx = np.mgrid[0:t, 0:t].astype(np.float32)
+    c, s_ = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
+    u = xx * c + yy * s_
+    v = -xx * s_ + yy * c
+    phase = rng.uniform(0, 2 * np.pi, (N, 2))
+    f = freq[:, None, None] * (2 * np.pi)
+    s1 = np.sin(f * u + phase[:, :1, None])
+    s2 = np.sin(f * v + phase[:, 1:, None])
+    pat = np.where((ptype == 1)[:, None, None], (np.sign(s1 * s2) + 1) * 0.5,
+                   np.where((ptype == 0)[:, None, None], np.clip(s1 * 1.5, -1, 1) * 0.5 + 0.5,
+                            (s1 + 1) * 0.5))
+    pix = (base[:, None, None, :] + (top - base)[:, None, None, :] * pat[..., None]
+           + rng.normal(0, noise, (N, t, t, 3)))
+    tiles = np.clip(np.round(pix * 255), 0, 255).astype(np.uint8)
+    images = (tiles.reshape(n, g, g, t, t, 3).transpose(0, 1, 3, 2, 4, 5)
+              .reshape(n, S, S, 3))
+    inst = np.zeros((N, K), dtype=np.int8)
+    inst[np.flatnonzero(obj), lab[obj]] = 1
+    cells = np.tile(np.arange(G), n)
+    coords = np.stack([cells // g * t, cells % g * t], axis=1).astype(np.int32)
+    kind = np.where(obj, 0, np.where(dis, 2, 1)).astype(np.int8)  # 0 object 1 bg 2 distractor
+
+    meta: dict[str, Any] = {
+        "source": "synthetic",
+        "generator": "make_miml_images",
+        "tile_size": t,
+        "image_size": S,
+        "params": {"n_images": n, "n_labels": K, "image_size": S, "tile_size": t,
+                   "positive_tiles": [lo, hi], "features": features,
+                   "distractor_rate": float(distractor_rate),
+                   "cooccurrence": float(cooccurrence), "cardinality": float(cardinality),
+                   "noise": float(noise),
+                   "random_state": random_state if isinstance(random_state, int) else None},
+        "cooccurrence_partner": partner.tolist(),
+    }
+    bags = None
+    inst_labels = None
+    if features == "colour-texture":
+        from mimlkit.features.handcrafted import colour_texture_features
+
+        offsets = np.arange(0, N + 1, G, dtype=np.int64)
+        bags = Bags(colour_texture_features(tiles), offsets, {"coords": coords, "kind": kind})
+        inst_labels = inst
+        meta["features"] = "colour-texture"
+    else:
+        meta["tile_labels"] = inst
+        meta["tile_kind"] = kind
+    return MIMLDataset(Y=Y, label_names=[f"object_{k}" for k in range(K)], bags=bags,
+                       images=ImageSet(list(images)), instance_labels=inst_labels,
+                       name="synthetic-images", meta=meta)
