@@ -225,7 +225,9 @@ class Bags:
             acc /= self.sizes[:, None]
         return acc.astype(X.dtype if X.dtype.kind == "f" else np.float64, copy=False)
 
-    def padded(self, max_len: int | None = None, fill: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    def padded(
+        self, max_len: int | None = None, fill: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(array n_bags x L x d, bool mask n_bags x L); L = longest bag unless given.
 
         Bags longer than ``max_len`` are truncated (their first ``max_len`` instances).
@@ -233,7 +235,8 @@ class Bags:
         sizes = self.sizes
         L = int(sizes.max()) if max_len is None else int(max_len)
         out = np.full((self.n_bags, L, self.n_features), fill, dtype=self.instances.dtype)
-        pos_in_bag = np.arange(self.n_instances, dtype=np.int64) - np.repeat(self.offsets[:-1], sizes)
+        starts = np.repeat(self.offsets[:-1], sizes)
+        pos_in_bag = np.arange(self.n_instances, dtype=np.int64) - starts
         keep = pos_in_bag < L
         out[self.bag_index[keep], pos_in_bag[keep]] = self.instances[keep]
         mask = np.arange(L)[None, :] < np.minimum(sizes, L)[:, None]

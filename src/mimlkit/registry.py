@@ -64,7 +64,9 @@ def get_learner_class(name: str) -> type:
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(f"learner {name!r} needs {module}, which failed to import: {exc}") from exc
+        raise ImportError(
+            f"learner {name!r} needs {module}, which failed to import: {exc}"
+        ) from exc
     return getattr(mod, cls)
 
 

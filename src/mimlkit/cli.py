@@ -1,0 +1,583 @@
+"""The ``mimlkit`` command line (Typer + rich).
+
+Commands: ``datasets info``, ``learners``, ``evaluate``, ``fit``, ``predict``, ``bench``,
+``report``, ``demo`` (and ``features`` when the feature-extraction module is installed).
+
+Startup is kept fast: heavy modules (scikit-learn learners, torch, pandas, matplotlib) are
+imported inside the commands. Errors caused by user input (``ValueError``,
+``FileNotFoundError``, ``KeyError``, ``ImportError``, ...) print one red line on stderr and
+exit with code 2; the global ``--debug`` option shows the traceback instead. Every output
+file is written to a temporary sibling and renamed into place, so it is never half-written.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import typer
+
+__all__ = ["app", "main", "parse_param", "parse_params"]
+
+app = typer.Typer(
+    name="mimlkit",
+    help="Multi-instance multi-label learning: datasets, learners, evaluation, reports.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+datasets_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+
+_STATE: dict[str, Any] = {"debug": False}
+_USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError, TypeError,
+    NotADirectoryError, IsADirectoryError, PermissionError,
+)
+
+
+# ----------------------------------------------------------------------------- plumbing
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=True, highlight=False)
+
+
+def _error_line(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        msg = str(exc.args[0])
+    else:
+        msg = str(exc) or type(exc).__name__
+    return " ".join(msg.split())  # one line
+
+
+def _fail(message: str) -> None:
+    """Print one red line on stderr and exit with code 2."""
+    from rich.markup import escape
+
+    _console(stderr=True).print(f"[bold red]error:[/] [red]{escape(message)}[/]")
+    raise typer.Exit(code=2)
+
+
+def _handle_errors(fn):
+    """Turn user-input errors into one red line + exit 2 (traceback with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except _USER_ERRORS as exc:
+            if _STATE["debug"]:
+                raise
+            _fail(_error_line(exc))
+
+    return wrapper
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary sibling + rename (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        from mimlkit.reporting.report import _umask
+
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``"k=v"`` -> (k, literal value): int/float/bool/None/list/str (``true``/``none`` too)."""
+    if "=" not in text:
+        raise ValueError(f"--param {text!r}: expected KEY=VALUE")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key:
+        raise ValueError(f"--param {text!r}: empty parameter name")
+    raw = raw.strip()
+    low = raw.lower()
+    if low in ("true", "false"):
+        return key, low == "true"
+    if low in ("none", "null"):
+        return key, None
+    try:
+        return key, ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return key, raw
+
+
+def parse_params(items: list[str] | None, learners: list[str]) -> dict[str, dict[str, Any]]:
+    """Per-learner parameter dicts. ``k=v`` goes to every learner that has parameter ``k``
+    (an error if none has it); ``NAME.k=v`` goes to learner ``NAME`` only."""
+    from mimlkit.registry import create
+
+    out: dict[str, dict[str, Any]] = {name: {} for name in learners}
+    known = {name: set(create(name).get_params(deep=True)) for name in learners}
+    for item in items or []:
+        key, value = parse_param(item)
+        if "." in key:
+            target, _, pkey = key.partition(".")
+            target = target.lower()
+            if target not in out:
+                raise ValueError(f"--param {item!r}: learner {target!r} is not among the "
+                                 f"--learner values ({', '.join(learners)})")
+            if pkey not in known[target]:
+                raise ValueError(f"--param {item!r}: {target} has no parameter {pkey!r}; it has "
+                                 f"{', '.join(sorted(known[target]))}")
+            out[target][pkey] = value
+            continue
+        hits = [name for name in learners if key in known[name]]
+        if not hits:
+            raise ValueError(f"--param {item!r}: no selected learner has a parameter {key!r}"
+                             + (f" ({learners[0]} has {', '.join(sorted(known[learners[0]]))})"
+                                if len(learners) == 1 else ""))
+        for name in hits:
+            out[name][key] = value
+    return out
+
+
+def _load_dataset(path: Path, labels_xml: Path | None = None,
+                  options: list[str] | None = None):
+    from mimlkit.datasets import load_dataset
+
+    kwargs: dict[str, Any] = dict(parse_param(o) for o in options or [])
+    if labels_xml is not None:
+        kwargs["labels_xml"] = labels_xml
+    return load_dataset(path, **kwargs)
+
+
+# ----------------------------------------------------------------------------- global options
+def _version_callback(value: bool) -> None:
+    if value:
+        import mimlkit
+
+        typer.echo(f"mimlkit {mimlkit.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(False, "--version", callback=_version_callback,
+                                 is_eager=True, help="Print the version and exit."),
+) -> None:
+    """mimlkit: multi-instance multi-label learning."""
+    _STATE["debug"] = debug
+
+
+# ----------------------------------------------------------------------------- datasets
+_LABELS_XML = typer.Option(None, "--labels-xml", help="Mulan XML label header (default: next "
+                           "to the ARFF, found by dataset stem).")
+_DATA_OPTS = typer.Option(None, "--option", "-o", help="Extra reader option KEY=VALUE "
+                          "(e.g. label_column=Finding Labels, sep=|); repeatable.")
+
+
+@datasets_app.command("info")
+@_handle_errors
+def datasets_info(
+    path: Path = typer.Argument(..., help="ARFF file, .npz, image folder / label CSV, or a "
+                                "built-in name (synthetic, synthetic-bags)."),
+    labels_xml: Path | None = _LABELS_XML,
+    option: list[str] | None = _DATA_OPTS,
+) -> None:
+    """Shape, labels, cardinality and per-label counts of a dataset."""
+    from rich.table import Table
+
+    ds = _load_dataset(path, labels_xml, option)
+    s = ds.summary()
+    con = _console()
+    parts = [f"{s['n_bags']} bags"]
+    if "n_instances" in s:
+        parts += [f"{s['n_instances']:,} instances", f"{s['n_features']} features"]
+    if "n_images" in s:
+        parts.append(f"{s['n_images']} images")
+    parts.append(f"{s['n_labels']} labels")
+    con.print(f"[bold]{s['name']}[/] ({path}): " + ", ".join(parts))
+
+    t = Table(title="summary", show_header=False)
+    t.add_column("field", style="bold")
+    t.add_column("value", justify="right")
+    t.add_row("bags", str(s["n_bags"]))
+    if "n_instances" in s:
+        t.add_row("instances", f"{s['n_instances']:,}")
+        t.add_row("features per instance", str(s["n_features"]))
+        t.add_row("bag size min / mean / max",
+                  f"{s['bag_size_min']} / {s['bag_size_mean']:.2f} / {s['bag_size_max']}")
+    if "n_images" in s:
+        t.add_row("images", str(s["n_images"]))
+    t.add_row("labels", str(s["n_labels"]))
+    t.add_row("cardinality", f"{s['cardinality']:.3f}")
+    t.add_row("density", f"{s['density']:.3f}")
+    t.add_row("distinct label sets", str(s["n_distinct_labelsets"]))
+    if s.get("n_unobserved"):
+        t.add_row("unobserved entries", str(s["n_unobserved"]))
+    if "n_groups" in s:
+        t.add_row("groups", str(s["n_groups"]))
+    con.print(t)
+
+    lt = Table(title="per-label counts")
+    lt.add_column("label", style="bold")
+    lt.add_column("positives", justify="right")
+    lt.add_column("fraction", justify="right")
+    n = max(s["n_bags"], 1)
+    for name, c in zip(s["label_names"], s["label_counts"]):
+        lt.add_row(name, str(c), f"{c / n:.3f}")
+    con.print(lt)
+
+
+# ----------------------------------------------------------------------------- learners
+@app.command("learners")
+@_handle_errors
+def learners_cmd(
+    family: str | None = typer.Option(None, help="Only this family."),
+    check: bool = typer.Option(True, "--check/--no-check",
+                               help="Import each learner to show whether it is available."),
+) -> None:
+    """List registered learners (the registry drives the CLI and the benchmarks)."""
+    from rich.table import Table
+
+    from mimlkit.registry import get_learner_class, learner_spec, list_learners
+
+    t = Table(title="registered learners")
+    for col in ("name", "family", "input", "quick") + (("available",) if check else ()) + (
+            "description",):
+        t.add_column(col)
+    for name in list_learners(family):
+        spec = learner_spec(name)
+        row = [name, spec.family, spec.input, "yes" if spec.quick else "no"]
+        if check:
+            try:
+                get_learner_class(name)
+                row.append("[green]yes[/]")
+            except (ImportError, AttributeError):
+                row.append("[red]no[/]")
+        row.append(spec.description)
+        t.add_row(*row)
+    _console().print(t)
+
+
+# ----------------------------------------------------------------------------- evaluate
+def _check_backend(backend: str) -> str:
+    backend = backend.lower()
+    if backend not in ("loky", "dask", "threading", "sequential"):
+        raise ValueError(f"--backend must be loky or dask, got {backend!r}")
+    return backend
+
+
+@app.command("evaluate")
+@_handle_errors
+def evaluate_cmd(
+    data: Path = typer.Option(..., "--data", help="Dataset path (ARFF, .npz, image folder)."),
+    learner: list[str] = typer.Option(..., "--learner", "-l",
+                                      help="Registered learner name; repeatable."),
+    param: list[str] | None = typer.Option(None, "--param", "-p", help="KEY=VALUE for every "
+                                           "learner that has KEY, or NAME.KEY=VALUE; repeatable."),
+    protocol: str = typer.Option("holdout", help="holdout | repeat:N | kfold:K (also "
+                                 "iterative-kfold:K, group-kfold:K where available)."),
+    train_size: float | None = typer.Option(None, "--train-size", help="Training fraction "
+                                            "(< 1) or number of bags (>= 1) for holdout/repeat."),
+    metrics: str | None = typer.Option(None, help="Comma-separated metric names "
+                                       "(default: the standard MIML set)."),
+    seed: int = typer.Option(0, help="Random seed of the splitter."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel learner x split jobs."),
+    backend: str = typer.Option("loky", help="loky | dask"),
+    scheduler: str | None = typer.Option(None, help="Dask scheduler address (default: a "
+                                         "local cluster with --jobs workers)."),
+    labels_xml: Path | None = _LABELS_XML,
+    option: list[str] | None = _DATA_OPTS,
+    out: Path = typer.Option(Path("results.json"), "--out", help="Results JSON (a markdown "
+                             "table is written next to it as .md)."),
+) -> None:
+    """Evaluate learners on a dataset under a protocol; write results JSON + markdown."""
+    from mimlkit.evaluation.bench import run_evaluation
+
+    backend = _check_backend(backend)
+    learners = [x.lower() for x in learner]
+    ds = _load_dataset(data, labels_xml, option)
+    per = parse_params(param, learners)
+    result, env = run_evaluation(
+        ds, learners, per, protocol=protocol, train_size=train_size,
+        metrics=[m.strip() for m in metrics.split(",")] if metrics else None,
+        seed=seed, jobs=jobs, backend=backend, scheduler=scheduler,
+        console=_console(stderr=True), command=_command_line(),
+    )
+    from mimlkit.evaluation.bench import write_results
+
+    json_path, md_path = write_results(result, out, environment=env, title=f"{ds.name}: "
+                                       f"{', '.join(learners)} ({protocol})")
+    con = _console()
+    con.print(_summary_table(result))
+    con.print(f"results: [bold]{json_path}[/]  table: [bold]{md_path}[/]")
+
+
+def _command_line() -> str:
+    import shlex
+
+    return "mimlkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+_HEADLINE = ("hamming_loss", "one_error", "coverage_norm", "coverage", "ranking_loss",
+             "average_precision", "mean_average_precision", "macro_auc")
+
+
+def _short(metric: str) -> str:
+    try:
+        from mimlkit.metrics import METRICS, resolve_metric
+
+        return METRICS[resolve_metric(metric)].short
+    except (ImportError, ValueError, KeyError):
+        return metric
+
+
+def _summary_table(result, width: int | None = None):
+    """Rich table of mean ± std per learner x metric, sized to the terminal: short metric
+    names, the best value per metric in bold green; if too wide, std is dropped and then only
+    the headline metrics are kept (the full table is in results.md / the report)."""
+    import numpy as np
+    from rich.markup import escape
+    from rich.table import Table
+
+    from mimlkit.reporting.tables import _best, _wide, arrow
+
+    mean, std, learners, metrics = _wide(result.table)
+    width = width or _console().width
+    name_w = max([len(str(x)) for x in learners] + [7]) + 3
+
+    def need(ms, with_std):
+        return name_w + 1 + sum(max(len(_short(m)) + 2, 11 if with_std else 5) + 3
+                                for m in ms)
+
+    shown, with_std = metrics, True
+    if need(shown, True) > width:
+        with_std = False
+        if need(shown, False) > width:
+            shown = [m for m in metrics if m in _HEADLINE] or metrics[:6]
+            while len(shown) > 1 and need(shown, False) > width:
+                shown = shown[:-1]
+    best = _best(mean)
+    note = "mean ± std over splits" if with_std else "mean over splits (± std in results.md)"
+    if shown != metrics:
+        note += f"; {len(shown)} of {len(metrics)} metrics"
+    t = Table(title=note)
+    t.add_column("learner", style="bold", no_wrap=True)
+    for m in shown:
+        t.add_column(f"{_short(m)} {arrow(m)}", justify="right", no_wrap=True)
+    for lr in learners:
+        cells = []
+        for m in shown:
+            mu, sd = mean.at[lr, m], std.at[lr, m]
+            if mu is None or np.isnan(mu):
+                cells.append("–")
+                continue
+            txt = f"{mu:.3f}±{sd:.3f}" if with_std else f"{mu:.3f}"
+            cells.append(f"[bold green]{txt}[/]" if lr in best[m] else txt)
+        t.add_row(escape(str(lr)), *cells)
+    return t
+
+
+# ----------------------------------------------------------------------------- fit / predict
+@app.command("fit")
+@_handle_errors
+def fit_cmd(
+    data: Path = typer.Option(..., "--data", help="Training dataset."),
+    learner: str = typer.Option(..., "--learner", "-l", help="Registered learner name."),
+    param: list[str] | None = typer.Option(None, "--param", "-p", help="KEY=VALUE; repeatable."),
+    labels_xml: Path | None = _LABELS_XML,
+    option: list[str] | None = _DATA_OPTS,
+    out: Path = typer.Option(..., "--out", help="Model folder to write."),
+) -> None:
+    """Fit a learner on a whole dataset and save it (mimlkit.persistence)."""
+    import time
+
+    from mimlkit import persistence
+    from mimlkit.registry import create, learner_spec
+
+    name = learner.lower()
+    spec = learner_spec(name)
+    ds = _load_dataset(data, labels_xml, option)
+    params = parse_params(param, [name])[name]
+    est = create(name, **params)
+    X = ds.inputs(spec.input)
+    con = _console(stderr=True)
+    t0 = time.perf_counter()
+    with con.status(f"fitting {name} on {len(ds)} bags ..."):
+        est.fit(X, ds.Y)
+    seconds = time.perf_counter() - t0
+    persistence.save(est, out, label_names=ds.label_names, metadata={
+        "learner": name, "input": spec.input, "params": {k: repr(v) for k, v in params.items()},
+        "data": str(data), "dataset": ds.name, "n_bags": len(ds),
+        "fit_seconds": round(seconds, 3), "command": _command_line(),
+    })
+    _console().print(f"fitted [bold]{name}[/] on {len(ds)} bags in {seconds:.2f} s; "
+                     f"model saved to [bold]{out}[/]")
+
+
+def _bag_ids(ds) -> list[str]:
+    ids = ds.meta.get("bag_ids") if isinstance(ds.meta, dict) else None
+    if ids is not None and len(ids) == len(ds):
+        return [str(x) for x in ids]
+    if ds.images is not None:
+        return [Path(s).name if not s.startswith("<") else str(i)
+                for i, s in enumerate(ds.images.sources)]
+    return [str(i) for i in range(len(ds))]
+
+
+@app.command("predict")
+@_handle_errors
+def predict_cmd(
+    model: Path = typer.Option(..., "--model", help="Model folder written by `mimlkit fit`."),
+    data: Path = typer.Option(..., "--data", help="Dataset to score."),
+    labels_xml: Path | None = _LABELS_XML,
+    option: list[str] | None = _DATA_OPTS,
+    out: Path = typer.Option(Path("predictions.csv"), "--out", help="Predictions CSV."),
+    sep: str = typer.Option("|", help="Separator between predicted label names."),
+) -> None:
+    """Predict label sets and per-label scores; write a CSV (bag id, labels, scores)."""
+    import csv
+    import io
+
+    import numpy as np
+
+    from mimlkit import persistence
+
+    config = persistence.read_config(model)
+    est = persistence.load(model)
+    meta = config.get("metadata") or {}
+    ds = _load_dataset(data, labels_xml, option)
+    X = ds.inputs(meta.get("input", "bags"))
+    with _console(stderr=True).status(f"scoring {len(ds)} bags ..."):
+        scores = np.asarray(est.decision_function(X), dtype=float)
+        pred = np.asarray(est.predict(X))
+    names = config.get("label_names") or [f"label_{k}" for k in range(scores.shape[1])]
+    if len(names) != scores.shape[1]:
+        raise ValueError(f"{model}: the model has {scores.shape[1]} labels but its config "
+                         f"names {len(names)}")
+    cols = [n if n not in ("bag_id", "predicted") else f"score_{n}" for n in names]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["bag_id", "predicted", *cols])
+    for bid, prow, srow in zip(_bag_ids(ds), pred, scores):
+        w.writerow([bid, sep.join(n for n, p in zip(names, prow) if p),
+                    *[f"{v:.6g}" for v in srow]])
+    atomic_write_text(out, buf.getvalue())
+    _console().print(f"wrote predictions for {len(ds)} bags ({len(names)} labels) to "
+                     f"[bold]{out}[/]")
+
+
+# ----------------------------------------------------------------------------- bench / report
+@app.command("bench")
+@_handle_errors
+def bench_cmd(
+    suite: str | None = typer.Option(None, help="synthetic | scene | spmll"),
+    config: Path | None = typer.Option(None, "--config", help="Suite config (.yaml / .toml)."),
+    data: Path | None = typer.Option(None, "--data", help="Dataset path (scene / spmll)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel learner x split jobs."),
+    backend: str = typer.Option("loky", help="loky | dask"),
+    scheduler: str | None = typer.Option(None, help="Dask scheduler address."),
+    learner: list[str] | None = typer.Option(None, "--learner", "-l",
+                                             help="Restrict to these learners; repeatable."),
+    protocol: str | None = typer.Option(None, help="Override the suite's protocol "
+                                        "(holdout | repeat:N | kfold:K)."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default runs/<suite>)."),
+) -> None:
+    """Run a benchmark suite; write results.json and an HTML/markdown/CSV report."""
+    from mimlkit.evaluation.bench import load_suite_config, run_suite
+
+    backend = _check_backend(backend)
+    if (suite is None) == (config is None):
+        raise ValueError("give exactly one of --suite NAME or --config FILE")
+    cfg = load_suite_config(config) if config is not None else None
+    out_dir = out or Path("runs") / (suite or Path(config).stem)  # type: ignore[arg-type]
+    res = run_suite(suite or cfg, data=data, jobs=jobs, backend=backend, scheduler=scheduler,
+                    learners=[x.lower() for x in learner] if learner else None,
+                    out_dir=out_dir, command=_command_line(), console=_console(stderr=True),
+                    protocol=protocol)
+    _print_bench(res)
+
+
+def _print_bench(res) -> None:
+    con = _console()
+    con.print(_summary_table(res.result))
+    if res.skipped:
+        from rich.markup import escape
+
+        for name, why in res.skipped.items():
+            con.print(f"[yellow]skipped {escape(name)}[/]: {escape(str(why))}")
+    con.print(f"results: [bold]{res.results_path}[/]")
+    con.print(f"report:  [bold]{res.report_html}[/]  (markdown/CSV tables next to it)")
+
+
+@app.command("report")
+@_handle_errors
+def report_cmd(
+    results: Path = typer.Argument(..., help="results.json written by bench/evaluate."),
+    out: Path | None = typer.Option(None, "--out", help="Report folder (default: "
+                                    "<results dir>/report)."),
+) -> None:
+    """Regenerate the HTML/markdown/CSV report from a results JSON alone."""
+    from mimlkit.reporting import build_report
+
+    if not results.is_file():
+        raise FileNotFoundError(f"{results}: no such results file")
+    out_dir = out or results.parent / "report"
+    html = build_report(results, out_dir)
+    _console().print(f"report: [bold]{html}[/]")
+
+
+@app.command("demo")
+@_handle_errors
+def demo_cmd(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Output folder."),
+    jobs: int = typer.Option(2, "--jobs", "-j", help="Parallel jobs."),
+) -> None:
+    """Every registered quick learner on the built-in synthetic images (bench --suite synthetic)."""
+    from mimlkit.evaluation.bench import run_suite
+
+    res = run_suite("synthetic", jobs=jobs, out_dir=out, command=_command_line(),
+                    console=_console(stderr=True))
+    _print_bench(res)
+
+
+# ----------------------------------------------------------------------------- plug-ins
+def _register_optional_commands() -> None:
+    """``features`` (CNN feature extraction) when its module is present; imported lazily
+    only if the module file exists, so startup stays fast and torch is not imported."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mimlkit")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    root = Path(list(spec.submodule_search_locations)[0])
+    if (root / "features" / "cli_features.py").is_file():
+        try:
+            from mimlkit.features.cli_features import features as features_cmd
+        except Exception:  # a broken optional module must not break the whole CLI
+            return
+        app.command("features")(_handle_errors(features_cmd))
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

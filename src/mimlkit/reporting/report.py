@@ -1,0 +1,257 @@
+"""Build a report folder from a results JSON alone.
+
+Input: the ``results.json`` written by ``mimlkit bench`` / ``mimlkit evaluate`` (schema
+``mimlkit-results`` v1: ``rows`` = tidy table, plus optional ``environment``, ``dataset``,
+``learners``, ``sizes``, ``histories``, ``instance_maps``, ``skipped``, ``command``).
+
+Output folder::
+
+    report.html     single self-contained file (CSS inline, plots as base64 PNG)
+    summary.md      mean ± std table (best in bold, ↑/↓ direction) + per-label + timing
+    summary.csv     numeric mean / std / n / direction / best per learner x metric
+    per_label.csv   per-label values (mean over splits)
+    timing.csv      fit / predict seconds per learner
+    figures/*.png   the same plots as separate files
+
+Every file is written to a temporary sibling and renamed into place.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mimlkit.reporting import plots
+from mimlkit.reporting.tables import (
+    per_label_rows,
+    summary_csv,
+    summary_html,
+    summary_markdown,
+    timing_stats,
+)
+
+__all__ = ["build_report", "read_results", "RESULTS_FORMAT"]
+
+RESULTS_FORMAT = "mimlkit-results"
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
+max-width:1500px;color:#222;padding:0 1em}
+h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}
+.scroll{overflow-x:auto}.legend{color:#555;font-size:.85em}
+table.summary{font-size:.85em}
+thead th{background:#f2f2f2}tbody th{text-align:left;background:#fafafa}
+td.best{background:#e4f5e1;font-weight:bold}
+.meta{color:#555;font-size:.9em}.meta code{background:#f4f4f4;padding:1px 4px}
+img{max-width:100%;border:1px solid #eee;margin:.4em 0}
+.skipped{color:#8a5a00}
+"""
+
+
+def _atomic_write(path: Path, data: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual file mode
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def read_results(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and minimally validate a results JSON."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such results file")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{p}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or "rows" not in data:
+        raise ValueError(f"{p}: not a mimlkit results file (no 'rows' field)")
+    if data.get("format", RESULTS_FORMAT) != RESULTS_FORMAT:
+        raise ValueError(f"{p}: format {data.get('format')!r} is not {RESULTS_FORMAT!r}")
+    return data
+
+
+def _table(data: dict[str, Any]) -> pd.DataFrame:
+    t = pd.DataFrame(data["rows"])
+    need = {"learner", "split", "metric", "value"}
+    if not need <= set(t.columns):
+        raise ValueError(f"results rows lack columns {sorted(need - set(t.columns))}")
+    if "label" not in t.columns:
+        t["label"] = None
+    return t
+
+
+def _per_label_frame(table: pd.DataFrame) -> pd.DataFrame:
+    t = per_label_rows(table)
+    if t.empty:
+        return pd.DataFrame(columns=["learner", "metric", "label", "mean", "std"])
+    t = t.assign(label=t["label"].astype(str))
+    return (t.groupby(["learner", "metric", "label"], sort=False)["value"]
+            .agg(mean="mean", std="std").reset_index())
+
+
+def _env_lines(data: dict[str, Any]) -> list[str]:
+    env = data.get("environment") or {}
+    out = []
+    if data.get("command"):
+        out.append(f"command: `{data['command']}`")
+    if data.get("date") or env.get("date"):
+        out.append(f"date: {data.get('date') or env.get('date')}")
+    ds = data.get("dataset") or {}
+    if ds:
+        bits = [str(ds.get("name", ""))]
+        for k in ("n_bags", "n_instances", "n_features", "n_labels", "n_images"):
+            if k in ds:
+                bits.append(f"{k.removeprefix('n_')}={ds[k]}")
+        out.append("dataset: " + ", ".join(b for b in bits if b))
+    if data.get("protocol"):
+        out.append(f"protocol: {data['protocol']}")
+    if data.get("seeds") is not None:
+        out.append(f"seeds: {data['seeds']}")
+    mach = env.get("machine") or {}
+    if mach:
+        out.append("machine: " + ", ".join(f"{k}={v}" for k, v in mach.items()
+                                           if k in ("n_cpus", "cpu", "memory_gib", "gpu",
+                                                    "platform")))
+    libs = env.get("versions") or {}
+    if libs:
+        out.append("versions: " + ", ".join(f"{k} {v}" for k, v in libs.items()))
+    return out
+
+
+def build_report(results: str | os.PathLike | dict[str, Any], out_dir: str | os.PathLike,
+                 *, title: str | None = None) -> Path:
+    """Write the report folder for ``results`` (a path or the loaded dict); returns the
+    HTML path."""
+    data = read_results(results) if not isinstance(results, dict) else results
+    table = _table(data)
+    out = Path(out_dir)
+    figdir = out / "figures"
+    title = title or data.get("title") or f"mimlkit results: {data.get('suite', '')}".strip(": ")
+
+    # ---------------------------------------------------------------- tables
+    md = [f"# {title}\n"]
+    md += [f"- {line}" for line in _env_lines(data)]
+    md.append("\n## Summary (mean ± std per learner × metric)\n")
+    md.append(summary_markdown(table))
+    pl = _per_label_frame(table)
+    ts = timing_stats(table)
+    if not pl.empty:
+        md.append("\n## Per-label results (mean over splits)\n")
+        for m, sub in pl.groupby("metric", sort=False):
+            wide = sub.pivot(index="learner", columns="label", values="mean")
+            wide = wide.reindex(index=list(dict.fromkeys(sub["learner"])),
+                                columns=list(dict.fromkeys(sub["label"])))
+            md.append(f"\n### {m}\n")
+            md.append(_md_numeric(wide))
+    if not ts.empty:
+        md.append("\n## Time per split (seconds)\n")
+        md.append(_md_numeric(ts.set_index("learner")))
+    skipped = data.get("skipped") or {}
+    if skipped:
+        md.append("\n## Skipped learners\n")
+        md += [f"- {k}: {v}" for k, v in skipped.items()]
+
+    _atomic_write(out / "summary.md", "\n".join(md).rstrip() + "\n")
+    _atomic_write(out / "summary.csv", summary_csv(table))
+    _atomic_write(out / "per_label.csv", pl.to_csv(index=False))
+    _atomic_write(out / "timing.csv", ts.to_csv(index=False))
+
+    # ---------------------------------------------------------------- figures
+    figures: list[tuple[str, str, bytes]] = []
+    specs = [
+        ("metrics", "Metrics per learner", lambda: plots.metric_bars(table)),
+        ("per_label", "Per-label average precision", lambda: plots.per_label_bars(table)),
+        ("timing", "Fit / predict time", lambda: plots.timing_bars(table)),
+        ("time_vs_size", "Time vs dataset size", lambda: plots.time_vs_size(data.get("sizes"))),
+        ("training_curves", "Training curves", lambda: plots.training_curves(
+            data.get("histories"))),
+        ("tile_heatmaps", "Tile heatmaps", lambda: plots.tile_heatmaps(
+            data.get("instance_maps"))),
+    ]
+    figdir.mkdir(parents=True, exist_ok=True)
+    for key, caption, make in specs:
+        fig = make()
+        if fig is None:
+            continue
+        png = plots.fig_to_png(fig)
+        _atomic_write(figdir / f"{key}.png", png)
+        figures.append((key, caption, png))
+
+    # ---------------------------------------------------------------- html
+    h = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+         f"<h1>{html.escape(title)}</h1><div class='meta'><ul>"]
+    for line in _env_lines(data):
+        esc = html.escape(line)
+        h.append("<li>" + _code_spans(esc) + "</li>")
+    h.append(f"<li>report generated {_dt.datetime.now().isoformat(timespec='seconds')}</li>")
+    h.append("</ul></div>")
+    h.append("<h2>Summary</h2><p>mean ± std over splits; ↑ higher is better, ↓ lower is "
+             "better; ★ = best per metric.</p>")
+    h.append(summary_html(table))
+    if skipped:
+        h.append("<p class='skipped'>Skipped: " + "; ".join(
+            f"<b>{html.escape(k)}</b> ({html.escape(str(v))})" for k, v in skipped.items())
+            + "</p>")
+    for _key, caption, png in figures:
+        b64 = base64.b64encode(png).decode("ascii")
+        h.append(f"<h2>{html.escape(caption)}</h2>"
+                 f"<img alt='{html.escape(caption)}' src='data:image/png;base64,{b64}'>")
+    if not pl.empty:
+        h.append("<h2>Per-label table</h2>")
+        for m, sub in pl.groupby("metric", sort=False):
+            wide = sub.pivot(index="learner", columns="label", values="mean")
+            h.append(f"<h3>{html.escape(str(m))}</h3>" + wide.to_html(float_format="%.3f",
+                                                                      border=0))
+    if not ts.empty:
+        h.append("<h2>Time per split (seconds)</h2>" + ts.set_index("learner").to_html(
+            float_format="%.3g", border=0))
+    h.append("</body></html>")
+    html_path = out / "report.html"
+    _atomic_write(html_path, "\n".join(h))
+    return html_path
+
+
+def _code_spans(text: str) -> str:
+    parts = text.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def _md_numeric(frame: pd.DataFrame, digits: int = 3) -> str:
+    cols = list(frame.columns)
+    head = "| " + (frame.index.name or "") + " | " + " | ".join(map(str, cols)) + " |"
+    sep = "|---|" + "|".join("---:" for _ in cols) + "|"
+    rows = []
+    for idx, row in frame.iterrows():
+        cells = []
+        for c in cols:
+            v = row[c]
+            cells.append("–" if pd.isna(v) else (f"{v:.{digits}g}" if abs(v) >= 1000 or
+                                                   (v != 0 and abs(v) < 1e-3) else
+                                                   f"{v:.{digits}f}"))
+        rows.append(f"| {idx} | " + " | ".join(cells) + " |")
+    return "\n".join([head, sep, *rows]) + "\n"
