@@ -192,6 +192,11 @@ def main(argv: list[str] | None = None) -> None:
                              f"({d['average_precision']:+.3f}) -> "
                              f"{'within target' if ok else 'MISSES the target'}")
         lines.append("")
+    unpublished = [n for n in names if n not in PUBLISHED]
+    if unpublished:
+        lines.append("No published Scene row in seed 001 Table 1 (the spec's reference table) "
+                     "for: " + ", ".join(unpublished) + ".")
+        lines.append("")
     if missing:
         lines.append("Not run (module not importable): "
                      + ", ".join(f"{n} ({why})" for n, why in missing.items()))

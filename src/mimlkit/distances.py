@@ -244,7 +244,8 @@ def hausdorff(
     dtype : float32 (default, fastest; absolute error about ``1e-7 * ||x||^2 / d(a, b)``) or
         float64 (matches a direct computation to ~1e-12).
     memory_budget_mb : soft cap on the working memory of one block (per worker).
-    backend : ``"numpy"`` or ``"torch"`` (uses CUDA when available, else CPU).
+    backend : ``"numpy"`` or ``"torch"`` (uses CUDA when available, else CPU, where it is
+        several times slower than the numpy engine; meant for GPUs).
     n_jobs : worker threads for the numpy backend (row blocks; BLAS is limited to one
         thread per worker). ``None`` = 1. ``-1`` = all cores.
 

@@ -83,6 +83,9 @@ def test_determinism_clone_pickle(data):
     with pytest.raises(ValueError, match="optimizer"):
         _fast(optimizer="sgd").fit(Xtr, Ytr)
     assert _fast(epochs=1, optimizer="adadelta", lr=1.0).fit(Xtr, Ytr).module_ is not None
+    before = torch.get_num_threads()
+    _fast(epochs=1, n_threads=1).fit(Xtr, Ytr)
+    assert torch.get_num_threads() == before  # the thread setting is restored
 
 
 def test_import_mimlkit_stays_light():

@@ -298,3 +298,37 @@ def test_persistence_roundtrip(data, tmp_path):
     m2 = persistence.load(tmp_path / "model")
     np.testing.assert_array_equal(m2.decision_function(data.images[:3]),
                                   m.decision_function(data.images[:3]))
+
+
+def test_alpha_machinery_is_identity_when_switched_off(data):
+    # α = t, α frozen, uniform sampling, bag targets, no coefficient == plain BCE (row 1):
+    # the α store, the row-wise optimiser and the loss must not perturb the network path.
+    base = SelfPacedMIML(**TINY, **table3_params(1)).fit(data.images, data.Y)
+    ident = SelfPacedMIML(**TINY, granularity="label", alpha_init="ones", alpha_lr=0.0,
+                          sampling="uniform", pseudo_label="bag", coefficient="none")
+    ident.fit(data.images, data.Y)
+    np.testing.assert_allclose(ident.decision_function(data.images),
+                               base.decision_function(data.images), rtol=0, atol=1e-6)
+    assert np.all(ident.alpha_ == (data.Y[np.repeat(np.arange(12), 16)] > 0))
+
+
+def test_select_threshold_and_validation_threshold(data):
+    from mimlkit.deep.selfpaced import select_threshold
+
+    Y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    S = np.array([[0.9, 0.2], [0.3, 0.8], [0.7, 0.75], [0.1, 0.25]])
+    tau = select_threshold(Y, S)
+    assert 0.3 <= tau < 0.7  # separates both labels perfectly; tie-break toward 0.5
+    assert tau == 0.5
+    assert select_threshold(Y, S, grid=[0.1, 0.95]) == 0.1  # 0.95 predicts nothing
+    kw = dict(TINY, threshold="validation")
+    m = SelfPacedMIML(**kw).fit(data.images[:8], data.Y[:8],
+                                eval_set=(data.images[8:], data.Y[8:]))
+    assert 0.05 <= m.threshold_ <= 0.95
+    assert "val_overall" in m.history_[0]
+    S = m.decision_function(data.images[:4])
+    np.testing.assert_array_equal(m.predict(data.images[:4]), (S > m.threshold_).astype(int))
+    with pytest.raises(ValueError, match="eval_set"):
+        SelfPacedMIML(**kw).fit(data.images[:8], data.Y[:8])
+    with pytest.raises(ValueError, match="threshold"):
+        SelfPacedMIML(**TINY, threshold="best").fit(data.images[:8], data.Y[:8])

@@ -18,6 +18,7 @@ use (``mimlkit.deep`` is never imported by ``import mimlkit``).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,20 @@ class DeepMIMLNet(nn.Module):
         return s.masked_fill(~mask[..., None], float("-inf")).amax(dim=1)
 
 
+@contextlib.contextmanager
+def _cpu_threads(n: int | None, device: torch.device):
+    """Temporarily set torch's intra-op CPU threads (restored afterwards)."""
+    if n is None or device.type != "cpu":
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def _resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -94,6 +109,10 @@ class DeepMIML(MIMLClassifierMixin, BaseEstimator):
     scale : {"standard", "minmax", None}, default "standard"
         Instance feature scaling fitted on the training instances.
     device : "auto", "cpu", "cuda", ...
+    n_threads : int or None, default 1
+        torch CPU threads during fit/predict (restored afterwards). The network is small,
+        so one thread is fastest: on 2 busy cores an epoch of Scene took 0.3 s with 1 thread
+        and 2-3 s with 2. None leaves torch's setting alone.
     t_criterion : bool, default True
     random_state : int, RandomState or None
         Seeds the weight initialisation, dropout and the batch order (deterministic on CPU).
@@ -113,7 +132,7 @@ class DeepMIML(MIMLClassifierMixin, BaseEstimator):
                  label_softmax: bool = True, optimizer: str = "adam", lr: float = 1e-3,
                  weight_decay: float = 0.0, batch_size: int = 32, epochs: int = 30,
                  scale: str | None = "standard", device: str = "auto",
-                 t_criterion: bool = True, random_state: Any = None,
+                 n_threads: int | None = 1, t_criterion: bool = True, random_state: Any = None,
                  verbose: bool = False) -> None:
         self.hidden = hidden
         self.n_subconcepts = n_subconcepts
@@ -126,6 +145,7 @@ class DeepMIML(MIMLClassifierMixin, BaseEstimator):
         self.epochs = epochs
         self.scale = scale
         self.device = device
+        self.n_threads = n_threads
         self.t_criterion = t_criterion
         self.random_state = random_state
         self.verbose = verbose
@@ -182,7 +202,7 @@ class DeepMIML(MIMLClassifierMixin, BaseEstimator):
         Yt = torch.from_numpy(Y.astype(np.float32)).to(device)
         n = bags.n_bags
         fork_devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork_devices):
+        with _cpu_threads(self.n_threads, device), torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed)
             net = self._build_torch_module("module_").to(device)
             if self.optimizer == "adam":
@@ -227,9 +247,10 @@ class DeepMIML(MIMLClassifierMixin, BaseEstimator):
         net.eval()
         Xs = apply_scaling(bags.instances, self.scale_offset_, self.scale_factor_, np.float32)
         out = []
-        for start in range(0, Xs.shape[0], 65536):
-            x = torch.from_numpy(Xs[start:start + 65536]).to(device)
-            out.append(net.instance_probs(x).cpu().numpy())
+        with _cpu_threads(self.n_threads, device):
+            for start in range(0, Xs.shape[0], 65536):
+                x = torch.from_numpy(Xs[start:start + 65536]).to(device)
+                out.append(net.instance_probs(x).cpu().numpy())
         return np.concatenate(out, axis=0).astype(np.float64)
 
     def decision_function(self, X: Any) -> np.ndarray:

@@ -359,6 +359,7 @@ class MultiLabelCNN(_HeadBase):
     """
 
     _torch_modules = ("module_",)
+    input_kind = "images"
 
     def __init__(self, backbone: str = "resnet18", weights: str | None = None,
                  image_size: int | None = None, loss: str = "bce",

@@ -67,6 +67,7 @@ __all__ = [
     "sampler_weights",
     "dispatch_targets",
     "self_paced_bce",
+    "select_threshold",
     "TABLE_III",
     "table3_params",
 ]
@@ -547,6 +548,22 @@ def paper_metrics(Y: np.ndarray, S: np.ndarray, threshold: float = 0.5) -> dict[
             "map": float(mean_average_precision(Y, S)), "overall": float(overall_score(Y, S, Yp))}
 
 
+#: τ grid searched by ``threshold="validation"`` (and the ablation benchmark).
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
+
+
+def select_threshold(Y: np.ndarray, S: np.ndarray, grid: Sequence[float] | None = None
+                     ) -> float:
+    """τ maximising F1 macro of ``S > τ`` on validation images (ties: the value closest to
+    the paper's 0.5). An extension: the paper fixes τ = 0.5 (Eq. 7)."""
+    from mimlkit.metrics import macro_f1
+
+    taus = np.asarray(THRESHOLD_GRID if grid is None else grid, dtype=np.float64)
+    f = np.array([macro_f1(Y, (S > t).astype(np.int8)) for t in taus])
+    best = np.flatnonzero(f >= f.max() - 1e-12)
+    return float(taus[best[np.argmin(np.abs(taus[best] - 0.5))]])
+
+
 def _image_list(X: Any) -> Any:
     from mimlkit.datasets.base import ImageSet, MIMLDataset
 
@@ -627,8 +644,10 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
         True or False.
     reduction : "sum" (code) or "mean" over batch and classes.
     hflip : random horizontal flips of training tiles.
-    threshold : τ of Eq. 7 on the max tile probability; ``t_criterion`` adds each image's
-        top label when none passes (off: the paper thresholds only).
+    threshold : τ of Eq. 7 on the max tile probability (paper: 0.5), or ``"validation"``
+        (extension): τ chosen on ``eval_set`` by :func:`select_threshold` after training
+        (per-epoch validation metrics then use 0.5); ``t_criterion`` adds each image's top
+        label when none passes (off: the paper thresholds only).
     max_epochs, batch_size, early_stopping_patience : training length (patience needs
         ``fit(..., eval_set=(X_val, Y_val))``; monitors the validation "overall").
     random_state, device, amp, checkpoint_dir, resume, verbose : see
@@ -641,6 +660,7 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
     """
 
     _torch_modules = ("module_",)
+    input_kind = "images"
     decision_threshold = 0.5
 
     def __init__(self, tile_size: int = 448, stride: int | None = None, border: str = "drop",
@@ -651,7 +671,8 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
                  n_classes_for_coefficient: int | None = None, lr: float = 1e-3,
                  alpha_lr: float = 1e-3, alpha_optimizer: str = "adam",
                  reset_optimizer: str | bool = "auto",
-                 reduction: str = "sum", hflip: bool = True, threshold: float = 0.5,
+                 reduction: str = "sum", hflip: bool = True,
+                 threshold: float | str = 0.5,
                  t_criterion: bool = False, max_epochs: int = 10, batch_size: int = 32,
                  early_stopping_patience: int | None = None, random_state: int | None = 0,
                  device: str = "auto", amp: str | bool = "auto",
@@ -707,6 +728,9 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
             raise ValueError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
         if self.reset_optimizer not in ("auto", True, False):
             raise ValueError("reset_optimizer must be 'auto', True or False")
+        if isinstance(self.threshold, str) and self.threshold != "validation":
+            raise ValueError(f"threshold must be a float or 'validation', "
+                             f"got {self.threshold!r}")
         if int(self.batch_size) < 1 or int(self.max_epochs) < 0:
             raise ValueError("batch_size must be >= 1 and max_epochs >= 0")
 
@@ -738,6 +762,9 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
         from mimlkit.deep.trainer import Trainer, preserve_rng_state
 
         self._check_params()
+        if self.threshold == "validation" and eval_set is None:
+            raise ValueError("threshold='validation' needs fit(..., eval_set=(X_val, Y_val))")
+        tau = 0.5 if self.threshold == "validation" else float(self.threshold)
         images = _image_list(X)
         Y = check_labels(Y, len(images), allow_unobserved=False)
         self.n_labels_ = int(Y.shape[1])
@@ -774,7 +801,7 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
         task = SelfPacedTask(net, store, T, sampling=self.sampling,
                              pseudo_label=self.pseudo_label, reduction=self.reduction,
                              hflip=bool(self.hflip), reset_optimizer=reset,
-                             threshold=float(self.threshold), Y_val=Y_val)
+                             threshold=tau, Y_val=Y_val)
         task._alpha_lr = float(self.alpha_lr)
         task._alpha_optimizer = self.alpha_optimizer
         row_info = store.row_info if store is not None else None
@@ -805,7 +832,9 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
             self.coefficient_C_ = None
         self.history_ = [dict(h) for h in trainer.history]
         self.n_epochs_ = len(self.history_)
-        self.threshold_ = float(self.threshold)
+        self.threshold_ = tau
+        if self.threshold == "validation":
+            self.threshold_ = select_threshold(Y_val, self.decision_function(eval_set[0]))
         return self
 
     # ------------------------------------------------------------------ inference

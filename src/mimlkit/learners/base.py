@@ -51,6 +51,9 @@ class MIMLClassifierMixin:
     decision_threshold: float = 0.0
     #: whether ``fit`` accepts -1 (unobserved) entries in Y
     supports_unobserved: bool = False
+    #: what ``fit``/``predict`` take: "bags" (feature bags) or "images" (an ``ImageSet``);
+    #: ``mimlkit.evaluation.evaluate`` feeds estimator objects accordingly
+    input_kind: str = "bags"
 
     # ---------------------------------------------------------------- validation helpers
     def _validate_bags(self, X: Any, *, reset: bool) -> Bags:
