@@ -64,18 +64,18 @@ class MIMLfast(MIMLClassifierMixin, BaseEstimator):
         Sub-concepts per label (``num_sub``).
     norm_up : float, default 10.0
         Norm bound of the sub-concept vectors and of the columns of ``V``.
-    n_epochs : int, default 10
-        Passes over the (bag, relevant label) pairs (``maxiter``).
+    n_epochs : int, default 40
+        Passes over the (bag, relevant label) pairs (``maxiter``; reference value 10).
     lr : float, default 0.005
         Initial step size ``eta_0``.
     reg_lambda : float, default 1e-5
         Step-size decay ``eta_t = eta_0 / (1 + reg_lambda * eta_0 * t)``.
     average_size : int, default 10
         A snapshot of (V, W) is added to the running average every ``average_size`` pairs.
-    average_begin : int, default 0
-        First epoch whose snapshots enter the average.
-    batch_size : int, default 1
-        Pairs per vectorised SGD step (1 = the original algorithm).
+    average_begin : int, default 10
+        First epoch whose snapshots enter the average (reference value 0).
+    batch_size : int, default 16
+        Pairs per vectorised SGD step (1 = the original pure SGD).
     scale : {"standard", "minmax", None}, default "standard"
         Instance feature scaling fitted on the training instances (the norm constraints and
         the unit hinge margin are scale dependent; Scene features are unscaled).
@@ -92,13 +92,19 @@ class MIMLfast(MIMLClassifierMixin, BaseEstimator):
 
     Notes
     -----
+    The reference configuration is ``batch_size=1, n_epochs=10, average_begin=0``; on Scene
+    it gives AP .765 but Hamming loss .225 (published .770 / .188). The defaults
+    ``batch_size=16, n_epochs=40, average_begin=10`` were chosen by inner hold-out on Scene
+    training parts (inner AP .779 / HL .194 vs .758 / .228) and give AP .781, HL .197 on the
+    30-split protocol, in 2/3 of the time.
+
     ``decision_function`` returns ``f_l(X) - f_dummy(X)``: label rankings within a bag are
     those of ``f_l`` (so every ranking metric is unaffected) and 0 is the learned threshold.
     """
 
     def __init__(self, dim: int = 100, n_subconcepts: int = 5, norm_up: float = 10.0,
-                 n_epochs: int = 10, lr: float = 0.005, reg_lambda: float = 1e-5,
-                 average_size: int = 10, average_begin: int = 0, batch_size: int = 1,
+                 n_epochs: int = 40, lr: float = 0.005, reg_lambda: float = 1e-5,
+                 average_size: int = 10, average_begin: int = 10, batch_size: int = 16,
                  scale: str | None = "standard", t_criterion: bool = True,
                  random_state: Any = None) -> None:
         self.dim = dim
