@@ -122,7 +122,7 @@ def test_clone_params_pickle_determinism(name, data):
 
 def test_mimlfast_threshold_and_batches(data):
     Xtr, Ytr, Xte, Yte, _, _, _ = data
-    est = MIMLfast(n_epochs=5, random_state=0).fit(Xtr, Ytr)
+    est = MIMLfast(n_epochs=5, batch_size=1, average_begin=0, random_state=0).fit(Xtr, Ytr)
     F = est.bag_scores(Xte)
     assert F.shape == (len(Xte), Ytr.shape[1] + 1)
     np.testing.assert_allclose(est.decision_function(Xte), F[:, :-1] - F[:, -1:])

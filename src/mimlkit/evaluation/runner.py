@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -678,9 +679,13 @@ def _execute(calls: list[tuple], backend: str, n_jobs: int, client: Any,
                     bar.update(1)
             return out
         par = joblib.Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")
-        for res in par(joblib.delayed(_run_job)(*c) for c in calls):
-            out.append(res)
-            bar.update(1)
+        with warnings.catch_warnings():
+            # loky restarts a worker whose memory grew (torch jobs); the job is resubmitted
+            # and the results are unaffected, so the warning only alarms users
+            warnings.filterwarnings("ignore", message="A worker stopped while some jobs")
+            for res in par(joblib.delayed(_run_job)(*c) for c in calls):
+                out.append(res)
+                bar.update(1)
         return out
     finally:
         bar.close()

@@ -73,7 +73,8 @@ class MIMLfast(MIMLClassifierMixin, BaseEstimator):
     average_size : int, default 10
         A snapshot of (V, W) is added to the running average every ``average_size`` pairs.
     average_begin : int, default 10
-        First epoch whose snapshots enter the average (reference value 0).
+        First epoch whose snapshots enter the average (reference value 0); capped at the
+        last epoch, so short runs still average.
     batch_size : int, default 16
         Pairs per vectorised SGD step (1 = the original pure SGD).
     scale : {"standard", "minmax", None}, default "standard"
@@ -165,6 +166,7 @@ class MIMLfast(MIMLClassifierMixin, BaseEstimator):
         n_avg = 0
         t = 0
         next_snapshot = int(self.average_size)
+        avg_begin = min(int(self.average_begin), int(self.n_epochs) - 1)  # last epoch at least
         steps = 0
         for epoch in range(int(self.n_epochs)):
             perm = rng.permutation(n_pairs)
@@ -174,7 +176,7 @@ class MIMLfast(MIMLClassifierMixin, BaseEstimator):
                                self.lr / (1.0 + self.reg_lambda * self.lr * t), Ks, C, rng)
                 t += p.size
                 steps += 1
-                if epoch >= self.average_begin and t >= next_snapshot:
+                if epoch >= avg_begin and t >= next_snapshot:
                     avg_V += V
                     avg_W += W
                     n_avg += 1
