@@ -16,7 +16,6 @@ import ast
 import functools
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -84,20 +83,10 @@ def _handle_errors(fn):
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` via a temporary sibling + rename (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        from mimlkit.reporting.report import _umask
+    from mimlkit.reporting.report import _atomic_write
 
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    path = Path(path)
+    _atomic_write(path, text)
     return path
 
 

@@ -18,12 +18,15 @@ __all__ = [
     "ArffHeader",
     "read_lines",
     "parse_header",
+    "read_arff",
     "split_values",
     "unquote",
     "read_label_xml",
     "find_label_xml",
     "resolve_label_names",
     "labels_to_int8",
+    "label_matrix",
+    "dataset_meta",
 ]
 
 _NUMERIC = ("numeric", "real", "integer")
@@ -167,6 +170,14 @@ def parse_header(lines: list[str], path: Path) -> ArffHeader:
                      f"{len(lines)} lines?)")
 
 
+
+def read_arff(path: str | Path) -> tuple[Path, list[str], ArffHeader]:
+    """``(Path(path), lines, header)``: the file's lines and its parsed header."""
+    path = Path(path)
+    lines = read_lines(path)
+    return path, lines, parse_header(lines, path)
+
+
 # ---------------------------------------------------------------------- Mulan XML
 def read_label_xml(path: Path) -> list[str]:
     """Label names of a Mulan label XML (``<labels><label name=...>``), document order.
@@ -291,3 +302,23 @@ def labels_to_int8(tokens, att: Attribute, path: Path, linenos) -> np.ndarray:
             raise ValueError(f"{path}, line {linenos[row]}: label {att.name!r} has value "
                              f"{str(u)!r}; expected 0/1 (or ?)")
     return lut[inv.reshape(-1)]
+
+
+def label_matrix(table: np.ndarray, attrs: list[Attribute], label_pos: list[int], path: Path,
+                 linenos: list[int]) -> np.ndarray:
+    """The n x q int8 label matrix from the raw token columns ``table[:, p]``, p in
+    ``label_pos`` (see ``labels_to_int8``)."""
+    return np.stack([labels_to_int8(table[:, p], attrs[p], path, linenos) for p in label_pos],
+                    axis=1)
+
+
+def dataset_meta(path: Path, fmt: str, header: ArffHeader, label_src: str,
+                 feature_names: list[str]) -> dict:
+    """The ``MIMLDataset.meta`` entries both ARFF readers record."""
+    return {
+        "source": str(path),
+        "format": fmt,
+        "relation": header.relation,
+        "labels_from": label_src,
+        "feature_names": feature_names,
+    }

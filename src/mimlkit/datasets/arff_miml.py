@@ -30,9 +30,9 @@ import numpy as np
 
 from mimlkit.bags import Bags
 from mimlkit.datasets._arff import (
-    labels_to_int8,
-    parse_header,
-    read_lines,
+    dataset_meta,
+    label_matrix,
+    read_arff,
     resolve_label_names,
     split_values,
     unquote,
@@ -74,9 +74,7 @@ def load_miml_arff(
     labels : override: number of trailing label attributes, or their names.
     dtype : instance dtype (float32 by default).
     """
-    path = Path(path)
-    lines = read_lines(path)
-    header = parse_header(lines, path)
+    path, lines, header = read_arff(path)
     attrs = header.attributes
     rel = [i for i, a in enumerate(attrs) if a.kind == "relational"]
     if len(rel) != 1:
@@ -165,15 +163,9 @@ def load_miml_arff(
                          "(missing values are not supported)")
 
     top = np.array(tops, dtype=str)
-    Y = np.stack([labels_to_int8(top[:, p], attrs[p], path, linenos) for p in label_pos], axis=1)
+    Y = label_matrix(top, attrs, label_pos, path, linenos)
     label_names = [attrs[p].name for p in label_pos]
-    meta: dict = {
-        "source": str(path),
-        "format": "arff-miml",
-        "relation": header.relation,
-        "labels_from": label_src,
-        "feature_names": [a.name for a in inner],
-    }
+    meta = dataset_meta(path, "arff-miml", header, label_src, [a.name for a in inner])
     others = [p for p in range(len(attrs)) if p != r and p not in label_pos]
     if others:
         meta["bag_ids"] = [unquote(v) for v in top[:, others[0]].tolist()]

@@ -22,9 +22,9 @@ import numpy as np
 from mimlkit.bags import Bags
 from mimlkit.datasets._arff import (
     Attribute,
-    labels_to_int8,
-    parse_header,
-    read_lines,
+    dataset_meta,
+    label_matrix,
+    read_arff,
     resolve_label_names,
     split_values,
     unquote,
@@ -50,9 +50,7 @@ def load_mulan_arff(
     labels : override: number of trailing label attributes, or their names.
     dtype : feature dtype (float32 by default).
     """
-    path = Path(path)
-    lines = read_lines(path)
-    header = parse_header(lines, path)
+    path, lines, header = read_arff(path)
     attrs = header.attributes
     for a in attrs:
         if a.kind == "relational":
@@ -70,8 +68,7 @@ def load_mulan_arff(
     if table.shape[0] == 0:
         raise ValueError(f"{path}: no data rows after @data (line {header.data_line})")
 
-    Y = np.stack([labels_to_int8(table[:, p], attrs[p], path, linenos) for p in label_pos],
-                 axis=1)
+    Y = label_matrix(table, attrs, label_pos, path, linenos)
     feat = np.flatnonzero(~is_label)
     if feat.size == 0:
         raise ValueError(f"{path}: no feature attributes besides the {len(label_pos)} labels")
@@ -100,13 +97,7 @@ def load_mulan_arff(
             blocks.append(_one_hot(table[:, p], a, path, linenos))
             names.extend(f"{a.name}={v}" for v in a.values)
     X = np.concatenate(blocks, axis=1).astype(dtype, copy=False)
-    meta = {
-        "source": str(path),
-        "format": "arff-mulan",
-        "relation": header.relation,
-        "labels_from": label_src,
-        "feature_names": names,
-    }
+    meta = dataset_meta(path, "arff-mulan", header, label_src, names)
     return MIMLDataset(Y=Y, label_names=[attrs[p].name for p in label_pos],
                        bags=Bags.from_array(X), name=path.stem, meta=meta)
 

@@ -133,12 +133,9 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 
 def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    from mimlkit._io import atomic_write
+
+    atomic_write(path, text)
 
 
 def _rng_state() -> dict[str, Any]:

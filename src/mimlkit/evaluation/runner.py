@@ -32,7 +32,6 @@ import os
 import platform
 import random
 import sys
-import tempfile
 import time
 import traceback
 import warnings
@@ -78,18 +77,9 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    from mimlkit._io import atomic_write
+
+    return atomic_write(path, text)
 
 
 def _versions() -> dict[str, str]:

@@ -92,8 +92,8 @@ class BaseSplitter:
         return f"{type(self).__name__}({args})"
 
 
-class HoldOut(BaseSplitter):
-    """One random split: ``test_size`` (fraction or count) of the bags for testing."""
+class _OneSplit(BaseSplitter):
+    """Shared parameters of the single-split splitters (``HoldOut``, ``GroupHoldOut``)."""
 
     _params = ("test_size", "random_state")
 
@@ -103,6 +103,37 @@ class HoldOut(BaseSplitter):
 
     def get_n_splits(self, X: Any = None, Y: Any = None, groups: Any = None) -> int:
         return 1
+
+
+class _FoldSplitter(BaseSplitter):
+    """Shared parameters of the k-fold splitters (``n_splits``, ``shuffle``, ``random_state``)."""
+
+    _params = ("n_splits", "shuffle", "random_state")
+
+    def __init__(self, n_splits: int = 5, shuffle: bool = True, random_state: Any = 0) -> None:
+        self.n_splits = n_splits
+        self.shuffle = shuffle
+        self.random_state = random_state
+
+    def get_n_splits(self, X: Any = None, Y: Any = None, groups: Any = None) -> int:
+        return int(self.n_splits)
+
+
+def _check_n_splits(k: int, n: int, what: str = "bags") -> None:
+    if k < 2:
+        raise ValueError("n_splits must be >= 2")
+    if k > n:
+        raise ValueError(f"n_splits={k} is larger than the number of {what} ({n})")
+
+
+def _fold_splits(fold: np.ndarray, k: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(train_idx, test_idx)`` for each fold id ``0..k-1`` of ``fold`` (one id per bag)."""
+    for j in range(k):
+        yield np.flatnonzero(fold != j), np.flatnonzero(fold == j)
+
+
+class HoldOut(_OneSplit):
+    """One random split: ``test_size`` (fraction or count) of the bags for testing."""
 
     def split(self, X: Any = None, Y: Any = None, groups: Any = None):
         n = _n_samples(X)
@@ -151,25 +182,15 @@ class RepeatedRandomSplit(BaseSplitter):
             yield np.sort(train), np.sort(test)
 
 
-class KFold(BaseSplitter):
+class KFold(_FoldSplitter):
     """k-fold cross-validation over bags (shuffled by default)."""
 
-    _params = ("n_splits", "shuffle", "random_state")
-
     def __init__(self, n_splits: int = 10, shuffle: bool = True, random_state: Any = 0) -> None:
-        self.n_splits = n_splits
-        self.shuffle = shuffle
-        self.random_state = random_state
-
-    def get_n_splits(self, X: Any = None, Y: Any = None, groups: Any = None) -> int:
-        return int(self.n_splits)
+        super().__init__(n_splits=n_splits, shuffle=shuffle, random_state=random_state)
 
     def _folds(self, n: int) -> np.ndarray:
         k = int(self.n_splits)
-        if k < 2:
-            raise ValueError("n_splits must be >= 2")
-        if k > n:
-            raise ValueError(f"n_splits={k} is larger than the number of bags ({n})")
+        _check_n_splits(k, n)
         perm = _rng(self.random_state).permutation(n) if self.shuffle else np.arange(n)
         fold = np.empty(n, dtype=np.int64)
         fold[perm] = np.arange(n) * k // n  # contiguous, balanced blocks of the permutation
@@ -177,11 +198,10 @@ class KFold(BaseSplitter):
 
     def split(self, X: Any = None, Y: Any = None, groups: Any = None):
         fold = self._folds(_n_samples(X))
-        for j in range(int(self.n_splits)):
-            yield np.flatnonzero(fold != j), np.flatnonzero(fold == j)
+        yield from _fold_splits(fold, int(self.n_splits))
 
 
-class IterativeStratifiedKFold(BaseSplitter):
+class IterativeStratifiedKFold(_FoldSplitter):
     """Multi-label iterative stratification (Sechidis, Tsoumakas & Vlahavas, ECML 2011).
 
     Algorithm (their Alg. 1, folds of equal size): repeatedly take the label with the fewest
@@ -193,16 +213,6 @@ class IterativeStratifiedKFold(BaseSplitter):
     in a few seconds. ``-1`` (unobserved) entries count as absent.
     """
 
-    _params = ("n_splits", "shuffle", "random_state")
-
-    def __init__(self, n_splits: int = 5, shuffle: bool = True, random_state: Any = 0) -> None:
-        self.n_splits = n_splits
-        self.shuffle = shuffle
-        self.random_state = random_state
-
-    def get_n_splits(self, X: Any = None, Y: Any = None, groups: Any = None) -> int:
-        return int(self.n_splits)
-
     def assign_folds(self, Y: Any) -> np.ndarray:
         """Fold id (0..k-1) of every bag."""
         if hasattr(Y, "toarray"):
@@ -213,10 +223,7 @@ class IterativeStratifiedKFold(BaseSplitter):
         Yb = Y > 0
         n, q = Yb.shape
         k = int(self.n_splits)
-        if k < 2:
-            raise ValueError("n_splits must be >= 2")
-        if k > n:
-            raise ValueError(f"n_splits={k} is larger than the number of bags ({n})")
+        _check_n_splits(k, n)
         rng = _rng(self.random_state)
         order = rng.permutation(n) if self.shuffle else np.arange(n)
         Yb = Yb[order]  # work in shuffled order; map back at the end
@@ -271,8 +278,7 @@ class IterativeStratifiedKFold(BaseSplitter):
         if X is not None and _n_samples(X) != len(Y):
             raise ValueError(f"Y has {len(Y)} rows but there are {_n_samples(X)} bags")
         fold = self.assign_folds(Y)
-        for j in range(int(self.n_splits)):
-            yield np.flatnonzero(fold != j), np.flatnonzero(fold == j)
+        yield from _fold_splits(fold, int(self.n_splits))
 
 
 def _groups_of(X: Any, Y: Any, groups: Any, who: str) -> np.ndarray:
@@ -287,28 +293,15 @@ def _groups_of(X: Any, Y: Any, groups: Any, who: str) -> np.ndarray:
     return groups
 
 
-class GroupKFold(BaseSplitter):
+class GroupKFold(_FoldSplitter):
     """k-fold over groups: every group's bags land in exactly one test fold. Groups are
     shuffled, then placed largest first into the currently smallest fold (balanced sizes)."""
-
-    _params = ("n_splits", "shuffle", "random_state")
-
-    def __init__(self, n_splits: int = 5, shuffle: bool = True, random_state: Any = 0) -> None:
-        self.n_splits = n_splits
-        self.shuffle = shuffle
-        self.random_state = random_state
-
-    def get_n_splits(self, X: Any = None, Y: Any = None, groups: Any = None) -> int:
-        return int(self.n_splits)
 
     def split(self, X: Any = None, Y: Any = None, groups: Any = None):
         groups = _groups_of(X, Y, groups, "GroupKFold")
         uniq, inv, sizes = np.unique(groups, return_inverse=True, return_counts=True)
         k = int(self.n_splits)
-        if k < 2:
-            raise ValueError("n_splits must be >= 2")
-        if k > uniq.size:
-            raise ValueError(f"n_splits={k} is larger than the number of groups ({uniq.size})")
+        _check_n_splits(k, uniq.size, "groups")
         perm = _rng(self.random_state).permutation(uniq.size) if self.shuffle \
             else np.arange(uniq.size)
         order = perm[np.argsort(-sizes[perm], kind="stable")]  # largest first, random ties
@@ -318,9 +311,7 @@ class GroupKFold(BaseSplitter):
             j = min(range(k), key=lambda f: (load[f], f))
             gfold[g] = j
             load[j] += int(sizes[g])
-        fold = gfold[inv]
-        for j in range(k):
-            yield np.flatnonzero(fold != j), np.flatnonzero(fold == j)
+        yield from _fold_splits(gfold[inv], k)
 
 
 class GroupRepeatedRandomSplit(BaseSplitter):
@@ -361,17 +352,8 @@ class GroupRepeatedRandomSplit(BaseSplitter):
             yield self._one(groups, _rng(self.random_state, r), 1.0 - frac)
 
 
-class GroupHoldOut(GroupRepeatedRandomSplit):
+class GroupHoldOut(_OneSplit, GroupRepeatedRandomSplit):
     """One group-aware random split with about ``test_size`` of the bags for testing."""
-
-    _params = ("test_size", "random_state")
-
-    def __init__(self, test_size: float = 1 / 3, random_state: Any = 0) -> None:
-        self.test_size = test_size
-        self.random_state = random_state
-
-    def get_n_splits(self, X: Any = None, Y: Any = None, groups: Any = None) -> int:
-        return 1
 
     def split(self, X: Any = None, Y: Any = None, groups: Any = None):
         groups = _groups_of(X, Y, groups, "GroupHoldOut")

@@ -1,0 +1,1 @@
+"""MIML learners: ``classic``, ``broad`` and ``transfer`` subpackages and shared bases."""
