@@ -18,6 +18,13 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SCENE_ARFF = SHARED_DATA / "miml_scene" / "miml_03_data.arff"
+
+# the five MIML metrics of the literature's Scene tables, with their short headers
+MIML_METRICS = ["hamming_loss", "one_error", "coverage_norm", "ranking_loss", "average_precision"]
+MIML_SHORT = {"hamming_loss": "HL ↓", "one_error": "OE ↓", "coverage_norm": "Cov/q ↓",
+              "ranking_loss": "RL ↓", "average_precision": "AP ↑"}
 
 
 def machine() -> dict[str, Any]:

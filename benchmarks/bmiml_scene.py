@@ -24,13 +24,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_results  # noqa: E402
+from _common import MIML_METRICS, MIML_SHORT, SCENE_ARFF, write_results  # noqa: E402
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "miml_scene" / \
-    "miml_03_data.arff"
-METRICS = ["hamming_loss", "one_error", "coverage_norm", "ranking_loss", "average_precision"]
-SHORT = {"hamming_loss": "HL ↓", "one_error": "OE ↓", "coverage_norm": "Cov/q ↓",
-         "ranking_loss": "RL ↓", "average_precision": "AP ↑"}
+DEFAULT_DATA = SCENE_ARFF
+METRICS = MIML_METRICS
+SHORT = MIML_SHORT
 GRID = {"smipr_alpha": [3.0, 10.0], "fusion_alpha": [1.0, 0.5, 0.25], "awlel_reg_lambda": [1e-3]}
 
 DEFAULTS = {"smipr_alpha": 10.0, "fusion_alpha": 1.0, "awlel_reg_lambda": 1e-3}

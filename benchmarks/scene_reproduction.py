@@ -22,14 +22,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_results  # noqa: E402
+from _common import MIML_METRICS, MIML_SHORT, SCENE_ARFF, write_results  # noqa: E402
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "miml_scene" / \
-    "miml_03_data.arff"
+DEFAULT_DATA = SCENE_ARFF
 
-METRICS = ["hamming_loss", "one_error", "coverage_norm", "ranking_loss", "average_precision"]
-SHORT = {"hamming_loss": "HL ↓", "one_error": "OE ↓", "coverage_norm": "Cov/q ↓",
-         "ranking_loss": "RL ↓", "average_precision": "AP ↑"}
+METRICS = MIML_METRICS
+SHORT = MIML_SHORT
 
 # seed 001, Table 1, Scene rows (mean, std) -- specs/classic_miml.md §11
 PUBLISHED = {
