@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="also run learners registered as not quick (MIMLBoost)")
     ap.add_argument("--no-timing", action="store_true", help="skip the one-split timing table")
     ap.add_argument("--name", default="scene_reproduction", help="results file stem")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other learners' rows of an existing <name>.json (same "
+                         "protocol) and add or replace the learners run now")
     args = ap.parse_args(argv)
 
     from mimlkit.datasets import load_dataset
@@ -151,12 +154,44 @@ def main(argv: list[str] | None = None) -> None:
             except Exception as exc:  # noqa: BLE001 - reported in the table
                 timing[n] = {"error": str(exc)}
 
+    # ---- merge with an earlier run of the same protocol (rows of other learners kept)
+    from _common import command as _command
+
+    sources = {n: "this run" for n in names}
+    if args.merge:
+        import json
+
+        from _common import RESULTS
+
+        old_path = RESULTS / f"{args.name}.json"
+        if old_path.exists():
+            old = json.loads(old_path.read_text())
+            if old.get("protocol", {}).get("n_repeats") != args.repeats:
+                raise SystemExit(f"{old_path}: different protocol, not merged")
+            old_src = old.get("sources", {})
+            kept = [n for n in old["learners"] if n not in names]
+            for n in kept:
+                stats[n] = old["results"][n]
+                if n in old.get("timing_one_split", {}):
+                    timing[n] = old["timing_one_split"][n]
+                src = old_src.get(n, "this run")
+                sources[n] = (f"`{old['command']}` ({old['date']})" if src == "this run"
+                              else src)
+            names = kept + names
+    sources = {n: (f"`{_command()}` (this file's date)" if v == "this run" else v)
+               for n, v in sources.items()}
+
     # ---- markdown
     lines = [f"Protocol: {len(ds.Y)} bags ({args.data.name}), 2/3 train - 1/3 test, "
              f"{args.repeats} seeded repetitions (RepeatedRandomSplit(random_state=0)); "
              "Zhang-convention metrics, coverage normalised by q = "
              f"{ds.n_labels}. Library defaults for every learner. Evaluation wall time "
              f"{wall:.0f} s with n_jobs={args.n_jobs}.", ""]
+    if len(set(sources.values())) > 1:
+        lines.append("Rows come from runs of the same protocol merged with `--merge`:")
+        for src in dict.fromkeys(sources.values()):
+            lines.append(f"- {', '.join(n for n in names if sources[n] == src)}: {src}")
+        lines.append("")
     head = "| learner | " + " | ".join(SHORT[m] for m in METRICS) + " |"
     lines += ["## mimlkit (mean ± std over splits) vs published (seed 001 Table 1)", "",
               head, "|---|" + "---|" * len(METRICS)]
@@ -221,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
                          "convention": "zhang", "coverage": "normalised by q"},
             "learners": names, "missing": missing, "results": stats,
             "published": {**PUBLISHED, **PUBLISHED_OTHER}, "difference": deltas,
-            "timing_one_split": timing, "evaluation_wall_s": wall,
+            "timing_one_split": timing, "evaluation_wall_s": wall, "sources": sources,
             "errors": [{"learner": r.learner, "split": int(r.split), "error": r.error}
                        for r in errors.itertuples()]}
     write_results(args.name, data, "\n".join(lines),

@@ -109,7 +109,12 @@ def main() -> None:
     ap.add_argument("--n-images", type=int, default=300)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--name", default="selfpaced_ablation")
+    ap.add_argument("--n-labels", type=int, default=DATA["n_labels"])
+    ap.add_argument("--cardinality", type=float, default=DATA["cardinality"],
+                    help="label-set knob of make_miml_images (1.2 with 8 labels gives an "
+                         "ANA-like 54/33/13 %% split of 1/2/3+ labels per image)")
     args = ap.parse_args()
+    DATA.update(n_labels=args.n_labels, cardinality=args.cardinality)
 
     import torch
 

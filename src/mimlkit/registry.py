@@ -117,7 +117,7 @@ _BUILTIN = [
      "MIML -> multi-instance single-label boosting (Zhou & Zhang 2007)", {}),
     ("mimlfast", "mimlkit.learners.classic.mimlfast:MIMLfast", "classic", "bags", True,
      "shared subspace + sub-concepts, SGD (Huang et al. 2014)", {}),
-    ("mimlmisvm", "mimlkit.learners.classic.mimlmisvm:MIMLmiSVM", "classic", "bags", True,
+    ("mimlmisvm", "mimlkit.learners.classic.mimlmisvm:MIMLmiSVM", "classic", "bags", False,
      "binary relevance over mi-SVM (Andrews et al. 2003)", {}),
     ("deepmiml", "mimlkit.deep.deepmiml:DeepMIML", "deep", "bags", True,
      "instance encoder + sub-concept layer, max pooling (Feng & Zhou 2017)", {}),

@@ -10,7 +10,7 @@ from sklearn.base import clone
 
 from mimlkit.bags import Bags
 from mimlkit.learners.classic._instance_scaling import fit_scaling, gather_rows, segment_argmax
-from mimlkit.learners.classic.mimlboost import MIMLBoost, _best_c, label_codes
+from mimlkit.learners.classic.mimlboost import MIMLBoost, _best_c, _decision_matrix, label_codes
 from mimlkit.learners.classic.mimlfast import MIMLfast
 from mimlkit.learners.classic.mimlmisvm import MIMLmiSVM
 from mimlkit.metrics import average_precision
@@ -173,6 +173,21 @@ def test_mimlboost_parts(data):
     assert np.abs(S).max() <= est.estimator_weights_.sum() + 1e-9
     with pytest.raises(ValueError, match="n_rounds"):
         MIMLBoost(n_rounds=0).fit(Xtr, Ytr)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_mimlboost_factorised_kernel_equals_svc(data, n_jobs):
+    """One kernel block for all label codes == SVC.decision_function on [x, code_j]."""
+    from mimlkit.learners.classic._instance_scaling import apply_scaling
+
+    Xtr, Ytr, Xte, _, _, _, _ = data
+    est = MIMLBoost(n_rounds=2, sample_size=300, random_state=0).fit(Xtr, Ytr)
+    Xs = apply_scaling(Xte.instances, est.scale_offset_, est.scale_factor_)
+    for svm in est.estimators_:
+        D = _decision_matrix(svm, Xs, est.codes_, n_jobs=n_jobs, block=37)
+        ref = np.stack([svm.decision_function(np.hstack([Xs, np.full((len(Xs), 1), c)]))
+                        for c in est.codes_], axis=1)
+        np.testing.assert_allclose(D, ref, rtol=1e-9, atol=1e-9)
 
 
 def test_helpers():

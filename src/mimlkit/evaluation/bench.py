@@ -70,7 +70,6 @@ _SYNTHETIC_FAST: dict[str, Any] = {
 }
 # learner-specific overrides for the synthetic suite (name -> params)
 _SYNTHETIC_OVERRIDES: dict[str, dict[str, Any]] = {
-    "mimlmisvm": {"max_iter": 3},  # mi-SVM re-labelling rounds: the slowest quick learner
     "transfer-lr": {"standardize": True},  # unscaled colour/texture features: L1 kills all
 }
 # Learners not flagged quick that the demo still shows, with settings that make them fit the
@@ -78,6 +77,7 @@ _SYNTHETIC_OVERRIDES: dict[str, dict[str, Any]] = {
 # runs show that every method works end to end; they are not tuned accuracy figures.
 _SYNTHETIC_DEMO_OVERRIDES: dict[str, dict[str, Any]] = {
     "mimlboost": {"n_rounds": 3, "sample_size": 1000},
+    "mimlmisvm": {"max_iter": 3},  # ~40 s per Scene fit: not quick, cheap on the demo set
     "vgg-l1lr": {"image_size": 64, "standardize": True},
     "vgg-lr": {"image_size": 64, "standardize": True},
     "multilabel-cnn": {"backbone": "tiny", "image_size": 64, "max_epochs": 15},
@@ -389,6 +389,17 @@ def make_splitter(protocol: str, train_size: float | None = None, seed: int = 0)
     return parse_protocol(":".join(parts), random_state=seed, train_n=train_n)
 
 
+def check_splitter(splitter: Any, dataset: Any, source: str | None = None) -> None:
+    """Fail early, naming the dataset, when the protocol cannot split it (e.g. fewer bags
+    than folds), before any progress output or work."""
+    try:
+        for _ in splitter.split(dataset, dataset.Y, dataset.groups):
+            break
+    except ValueError as exc:
+        src = source or dataset.name
+        raise ValueError(f"{src}: {exc}") from None
+
+
 def suite_metrics(metrics: list[str] | None) -> list[str]:
     """The suite's metrics: given, or the runner's defaults + per-label AP."""
     if metrics:
@@ -420,8 +431,9 @@ def run_evaluation(dataset: Any, learners: list[str], params: dict[str, dict[str
                    protocol: str = "holdout", train_size: float | None = None,
                    metrics: list[str] | None = None, seed: int = 0, jobs: int = 1,
                    backend: str = "loky", scheduler: str | None = None, console: Any = None,
-                   command: str | None = None):
-    """What ``mimlkit evaluate`` runs: returns (EvaluationLike with ``.table``, environment)."""
+                   command: str | None = None, source: str | None = None):
+    """What ``mimlkit evaluate`` runs: returns (EvaluationLike with ``.table``, environment).
+    ``source`` (the dataset path) names the data in early errors."""
     from mimlkit.registry import create, learner_spec
 
     estimators = {name: create(name, **params.get(name, {})) for name in learners}
@@ -429,6 +441,7 @@ def run_evaluation(dataset: Any, learners: list[str], params: dict[str, dict[str
     for kind in set(inputs.values()):
         dataset.inputs(kind)  # clear error now if the dataset lacks this input kind
     splitter = make_splitter(protocol, train_size, seed)
+    check_splitter(splitter, dataset, source)
     if console is not None:
         console.print(f"evaluating {', '.join(learners)} on {dataset.name} "
                       f"({len(dataset)} bags, {protocol}, backend {backend}) ...")
@@ -438,7 +451,8 @@ def run_evaluation(dataset: Any, learners: list[str], params: dict[str, dict[str
     errors = table[table["metric"] == "error"] if "metric" in table else table.iloc[0:0]
     if len(errors) and len(errors) == table["split"].nunique() * len(learners):
         first = errors.iloc[0]
-        raise ValueError(f"every run failed; {first['learner']}: {first['error']}")
+        raise ValueError(f"{source or dataset.name}: every run failed; {first['learner']}: "
+                         f"{first['error']}")
     if console is not None:
         for name, grp in errors.groupby("learner"):
             console.print(f"[red]{_esc(name)} failed on {len(grp)} split(s)[/]: "
@@ -681,6 +695,7 @@ def run_suite(suite: str | SuiteConfig, *, data: str | os.PathLike | None = None
             continue
         built[e.key] = (est, kind, params, e.name)
     splitter = fixed or make_splitter(cfg.protocol, cfg.train_size, cfg.seed)
+    check_splitter(splitter, ds, str(data if data is not None else cfg.dataset))
     log = _Log(console)
 
     ctx = dask_client(scheduler, jobs) if backend == "dask" else nullcontext()
