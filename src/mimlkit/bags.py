@@ -110,6 +110,9 @@ class Bags:
         bag_ids = np.asarray(bag_ids)
         if bag_ids.shape != (instances.shape[0],):
             raise ValueError("bag_ids must hold one id per instance")
+        if bag_ids.size and bag_ids.min() < 0:
+            k = int(np.argmin(bag_ids))
+            raise ValueError(f"bag_ids must be >= 0; instance {k} has {bag_ids[k]}")
         order = np.argsort(bag_ids, kind="stable")
         ids = bag_ids[order]
         n_bags = int(ids[-1]) + 1 if ids.size else 0
@@ -280,8 +283,13 @@ def _validate(instances: np.ndarray, offsets: np.ndarray) -> None:
         raise ValueError(f"instances must be 2-D (n_instances x d), got shape {instances.shape}")
     if instances.dtype.kind not in "fiub":
         raise ValueError(f"instances must be numeric, got dtype {instances.dtype}")
+    if offsets.ndim == 1 and offsets.size == 1:
+        raise ValueError("no bags given: need at least one bag")
     if offsets.ndim != 1 or offsets.size < 2:
         raise ValueError("offsets must be 1-D with n_bags + 1 >= 2 entries")
+    if instances.shape[1] == 0:
+        raise ValueError(f"instances have 0 feature(s) (shape={instances.shape}) while a "
+                         "minimum of 1 is required.")
     if offsets[0] != 0 or offsets[-1] != instances.shape[0]:
         raise ValueError(
             f"offsets must start at 0 and end at n_instances={instances.shape[0]}, "
@@ -318,6 +326,8 @@ def as_bags(X: Any, dtype: Any = np.float32) -> Bags:
             return Bags.from_list(list(X), dtype=dtype)
         if X.ndim == 3:
             n, m, d = X.shape
+            if n and not m:
+                raise ValueError("bag 0 is empty (0 instances)")
             return Bags(np.ascontiguousarray(X.reshape(n * m, d), dtype=dtype),
                         np.arange(0, n * m + 1, m, dtype=np.int64))
         if X.ndim == 2:
@@ -348,6 +358,8 @@ def check_labels(Y: Any, n_bags: int | None = None, *, allow_unobserved: bool = 
         raise ValueError(f"labels must be a 2-D array (n_bags x n_labels), got {Y.ndim}-D")
     if n_bags is not None and Y.shape[0] != n_bags:
         raise ValueError(f"labels have {Y.shape[0]} rows but there are {n_bags} bags")
+    if Y.shape[1] == 0:
+        raise ValueError("labels have no label columns (n_bags x 0)")
     if Y.dtype.kind == "b":
         return Y.astype(np.int8)
     if Y.dtype.kind == "f":
@@ -359,7 +371,8 @@ def check_labels(Y: Any, n_bags: int | None = None, *, allow_unobserved: bool = 
     if not ok.all():
         bad = int(np.flatnonzero(~ok.all(axis=1))[0])
         raise ValueError(
-            f"labels of bag {bad} hold {Y[bad][~ok[bad]][0]!r}; allowed values are {allowed}"
+            f"labels of bag {bad} hold {Y[bad][~ok[bad]][0].item()!r}; "
+            f"allowed values are {allowed}"
             + ("" if allow_unobserved else " (-1 = unobserved is not allowed here)")
         )
     return Y.astype(np.int8)

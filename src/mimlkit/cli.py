@@ -13,6 +13,7 @@ file is written to a temporary sibling and renamed into place, so it is never ha
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import os
 import sys
@@ -79,6 +80,19 @@ def _handle_errors(fn):
             _fail(_error_line(exc))
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _naming(where: str, path: Any):
+    """Prefix a ``ValueError`` raised inside (e.g. by a learner's input validation, which
+    knows the bag but not the file) with ``where`` so the one-line message names ``path``."""
+    try:
+        yield
+    except ValueError as exc:
+        msg = str(exc)
+        if str(path) in msg:
+            raise
+        raise ValueError(f"{where}: {msg}") from None
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -303,7 +317,7 @@ def evaluate_cmd(
         ds, learners, per, protocol=protocol, train_size=train_size,
         metrics=[m.strip() for m in metrics.split(",")] if metrics else None,
         seed=seed, jobs=jobs, backend=backend, scheduler=scheduler,
-        console=_console(stderr=True), command=_command_line(),
+        console=_console(stderr=True), command=_command_line(), source=str(data),
     )
     from mimlkit.evaluation.bench import write_results
 
@@ -404,7 +418,8 @@ def fit_cmd(
     X = ds.inputs(spec.input)
     con = _console(stderr=True)
     t0 = time.perf_counter()
-    with con.status(f"fitting {name} on {len(ds)} bags ..."):
+    with con.status(f"fitting {name} on {len(ds)} bags ..."), _naming(f"fitting {name} on "
+                                                                      f"{data}", data):
         est.fit(X, ds.Y)
     seconds = time.perf_counter() - t0
     persistence.save(est, out, label_names=ds.label_names, metadata={
@@ -449,7 +464,8 @@ def predict_cmd(
     meta = config.get("metadata") or {}
     ds = _load_dataset(data, labels_xml, option)
     X = ds.inputs(meta.get("input", "bags"))
-    with _console(stderr=True).status(f"scoring {len(ds)} bags ..."):
+    with _console(stderr=True).status(f"scoring {len(ds)} bags ..."), \
+            _naming(f"scoring {data} with {model}", data):
         scores = np.asarray(est.decision_function(X), dtype=float)
         pred = np.asarray(est.predict(X))
     names = config.get("label_names") or [f"label_{k}" for k in range(scores.shape[1])]

@@ -308,10 +308,10 @@ def hausdorff(
         D = np.empty((n_a, n_b), dtype=dtype)
         directed(ga, gb, mode, D)
         if variant == "min" and symmetric:
-            np.minimum(D, D.T, out=D)  # exact symmetry despite rounding order
+            _symmetrize(D, np.minimum, budget_elems)  # exact symmetry despite rounding order
         if variant == "max":
             if symmetric:
-                np.maximum(D, D.T, out=D)
+                _symmetrize(D, np.maximum, budget_elems)
             else:
                 Dt = np.empty((n_b, n_a), dtype=dtype)
                 directed(gb, ga, "max", Dt)
@@ -322,16 +322,33 @@ def hausdorff(
         S = np.empty((n_a, n_b), dtype=dtype)
         directed(ga, gb, "sum", S)
         if symmetric:
-            S += S.T
+            _symmetrize(S, np.add, budget_elems)
         else:
             St = np.empty((n_b, n_a), dtype=dtype)
             directed(gb, ga, "sum", St)
             S += St.T
-        S /= (bags_a.sizes[:, None] + bags_b.sizes[None, :]).astype(dtype)
+        sa, sb = bags_a.sizes.astype(dtype), bags_b.sizes.astype(dtype)
+        rows = max(1, budget_elems // max(n_b, 1))
+        for r0 in range(0, n_a, rows):  # by row blocks: no n_a x n_b temporary
+            S[r0:r0 + rows] /= sa[r0:r0 + rows, None] + sb[None, :]
         D = S
     if symmetric:
         np.fill_diagonal(D, 0)
     return D
+
+
+def _symmetrize(D: np.ndarray, op: Any, budget_elems: int) -> None:
+    """``D <- op(D, D.T)`` in place, tile by tile: ``op(D, D.T, out=D)`` would make numpy
+    copy the whole overlapping ``D.T`` (a second n x n matrix beyond the memory budget)."""
+    n = D.shape[0]
+    t = int(min(1024, max(64, np.sqrt(budget_elems))))
+    for i in range(0, n, t):
+        i1 = min(n, i + t)
+        for j in range(i, n, t):
+            j1 = min(n, j + t)
+            a = D[i:i1, j:j1]
+            op(a, D[j:j1, i:i1].T.copy(), out=a)
+            D[j:j1, i:i1] = a.T
 
 
 # --------------------------------------------------------------------------- k-medoids

@@ -9,8 +9,9 @@ Layout of a saved model ``MODEL_DIR/``::
 
 Loading checks, in order: the folder and ``config.json`` exist, the format version is known,
 every listed file is present and its SHA-256 matches (tampering / corruption), the class
-resolves, and the skops file holds only trusted types (``mimlkit.``, ``sklearn.``, ``numpy``,
-``scipy`` and harmless builtins); anything else raises ``PersistenceError`` naming the type and
+resolves, and the skops file holds only trusted types (``mimlkit.``, ``sklearn.``, numpy / scipy
+data containers — arrays, dtypes, scalars, random generators, sparse matrices — and harmless
+builtins); anything else raises ``PersistenceError`` naming the type and
 file. Torch modules are rebuilt with ``model._build_torch_module(name)`` and their weights
 loaded from safetensors (no code is executed from the files).
 
@@ -116,7 +117,30 @@ def _is_torch_object(value: Any) -> bool:
 def _is_trusted(type_name: str) -> bool:
     if type_name.startswith("builtins."):
         return type_name.split(".", 1)[1] not in _DENIED_BUILTINS
+    if type_name.startswith(("numpy.", "scipy.")):
+        return _is_data_type(type_name)
     return type_name.startswith(TRUSTED_PREFIXES)
+
+
+def _is_data_type(type_name: str) -> bool:
+    """numpy / scipy types are trusted only as data containers: arrays, dtypes, scalars,
+    random generators and sparse matrices. A bare ``numpy.`` prefix would admit classes with
+    side effects (``numpy.lib.npyio.DataSource.__del__`` deletes a directory named in its
+    state), so other numpy / scipy classes are refused."""
+    module, _, name = type_name.rpartition(".")
+    try:
+        obj = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    if not isinstance(obj, type) or obj is np.memmap:
+        return False
+    if module.split(".")[0] == "numpy":
+        return issubclass(obj, (np.ndarray, np.generic, np.dtype)) or module == "numpy.dtypes" \
+            or module.startswith("numpy.random.") or module == "numpy.random"
+    import scipy.sparse as sp
+
+    sparse = tuple(t for t in (getattr(sp, "spmatrix", None), getattr(sp, "sparray", None)) if t)
+    return bool(sparse) and issubclass(obj, sparse)
 
 
 def _versions() -> dict[str, str]:

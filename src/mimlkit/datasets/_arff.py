@@ -118,7 +118,8 @@ def _parse_type(spec: str, path: Path, lineno: int) -> tuple[str, list[str]]:
     if s.startswith("{"):
         if not s.endswith("}"):
             raise ValueError(f"{path}, line {lineno}: unterminated nominal value list {s!r}")
-        return "nominal", [unquote(v) for v in split_values(s[1:-1]) if v != ""]
+        return "nominal", [unquote(v) for v in split_values(s[1:-1], f"{path}, line {lineno}")
+                           if v != ""]
     if low in _NUMERIC:
         return "numeric", []
     if low == "string":

@@ -119,8 +119,9 @@ def load_miml_arff(
             raise ValueError(f"{path}, line {ln}: expected {n_pre} value(s), then a quoted "
                              f"bag (\"v,v,...\\n...\"), got {s[:60]!r}")
         pre, body, post = m.group(1), m.group(3), m.group(4)
-        pre_vals = split_values(pre[:-1]) if n_pre else []
-        post_vals = split_values(post[1:]) if post else []
+        where = f"{path}, line {ln}"
+        pre_vals = split_values(pre[:-1], where) if n_pre else []
+        post_vals = split_values(post[1:], where) if post else []
         if len(post_vals) != n_post:
             raise ValueError(
                 f"{path}, line {ln}: expected {n_post} value(s) after the bag (labels), got "

@@ -21,7 +21,7 @@ import numpy as np
 
 from mimlkit.bags import Bags, check_labels
 
-__all__ = ["MIMLDataset", "ImageSet", "take"]
+__all__ = ["MIMLDataset", "ImageSet", "take", "pil_to_rgb_uint8"]
 
 
 class ImageSet:
@@ -59,9 +59,11 @@ class ImageSet:
 
         try:
             with Image.open(item) as im:
-                return np.asarray(im.convert("RGB"))
+                return pil_to_rgb_uint8(im, str(item))
         except (OSError, UnidentifiedImageError, ValueError) as exc:
-            raise ValueError(f"{item}: cannot read image ({exc})") from None
+            msg = str(exc)
+            raise ValueError(msg if msg.startswith(str(item)) else
+                             f"{item}: cannot read image ({msg})") from None
 
     def __getitem__(self, key: Any) -> np.ndarray | ImageSet:
         if isinstance(key, (int, np.integer)):
@@ -77,6 +79,27 @@ class ImageSet:
 
     def __repr__(self) -> str:
         return f"ImageSet(n_images={len(self)})"
+
+
+def pil_to_rgb_uint8(im: Any, where: str = "image") -> np.ndarray:
+    """PIL image -> H x W x 3 uint8. 16-bit grey (``I;16*``, or ``I`` within 0..65535) is
+    scaled linearly to 8 bits (``round(v / 257)``) instead of PIL's clipping at 255; float
+    (``F``) and wider integer images have no fixed range and raise ``ValueError``."""
+    mode = im.mode
+    if mode.startswith("I;16") or mode == "I":
+        a = np.asarray(im)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ValueError(f"{where}: 32-bit integer pixels outside 0..65535; convert the "
+                             "image to 8 or 16 bits first")
+        a = np.rint(a.astype(np.float32) * (255.0 / 65535.0)).astype(np.uint8)
+        return np.repeat(a[:, :, None], 3, axis=2)
+    if mode == "F":
+        raise ValueError(f"{where}: floating-point pixels (mode 'F') have no fixed range; "
+                         "convert the image to 8 or 16 bits first")
+    a = np.asarray(im.convert("RGB"))
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{where}: empty image of shape {a.shape}")
+    return a
 
 
 def take(X: Any, idx: np.ndarray) -> Any:

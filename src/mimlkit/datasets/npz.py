@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +115,10 @@ def load_npz(path: str | Path) -> MIMLDataset:
         raise ValueError(f"{path}: no such file")
     try:
         z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
+    if not hasattr(z, "files"):  # a bare .npy array saved under a .npz name
+        raise ValueError(f"{path}: not a readable .npz file (a single array, not an archive)")
     with z:
         keys = set(z.files)
         try:
@@ -124,6 +128,10 @@ def load_npz(path: str | Path) -> MIMLDataset:
         except ValueError as exc:
             msg = str(exc)
             raise ValueError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            # members are decompressed lazily: a truncated or corrupted archive fails here
+            raise ValueError(f"{path}: damaged .npz file ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())})") from None
 
 
 def _load_mimlkit(z: Any, keys: set[str], path: Path) -> MIMLDataset:

@@ -329,7 +329,7 @@ class _ImageData:
 
     def _one(self, i: int):
         torch = _torch()
-        arr = self.pre.to_uint8(self.images[int(i)])
+        arr = self.pre.to_uint8(self.images[int(i)], f"image {int(i)}")
         return torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1)
 
     def __getitem__(self, i: int):

@@ -65,6 +65,7 @@ __all__ = [
     "TrainingTask",
     "Trainer",
     "EpochSampler",
+    "load_checkpoint",
     "DistContext",
     "seed_everything",
     "resolve_device",
@@ -130,6 +131,15 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)``: tensors, plain python values
+    and numpy arrays only (the RNG states and sampler weights); never arbitrary pickle code."""
+    numpy_types = [np.zeros(1).__reduce__()[0], np.ndarray, np.dtype]
+    numpy_types += sorted({type(np.dtype(t)) for t in "?bBhHiIlLqQefdg"}, key=str)
+    with torch.serialization.safe_globals(numpy_types):
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -659,7 +669,7 @@ class Trainer:
 
     def _load_checkpoint(self, path: Path) -> int:
         """Restore everything; returns the next epoch to run."""
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+        ck = load_checkpoint(path)
         if ck.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"{path}: unsupported checkpoint version {ck.get('version')}")
         task = self.task
@@ -685,7 +695,7 @@ class Trainer:
             _set_rng_state(rngs[0])
         if self.restore_best and self.best_checkpoint is not None and \
                 self.best_checkpoint.exists():
-            best = torch.load(self.best_checkpoint, map_location="cpu", weights_only=False)
+            best = load_checkpoint(self.best_checkpoint)
             self._best_state = best["task"]
         return int(ck["epoch"]) + 1
 

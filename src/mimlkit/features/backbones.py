@@ -116,21 +116,24 @@ class Preprocess:
         d["std"] = [round(float(x), 6) for x in self.std]
         return d
 
-    def to_uint8(self, image: Any) -> np.ndarray:
-        """H x W x 3 uint8 array (or PIL image) -> resized H' x W' x 3 uint8 array."""
+    def to_uint8(self, image: Any, where: str = "image") -> np.ndarray:
+        """H x W x 3 uint8 array (or PIL image) -> resized H' x W' x 3 uint8 array.
+
+        Grey (H x W or H x W x 1) is replicated to 3 channels and alpha dropped; pixels must
+        be uint8 (or integers within 0..255): other dtypes/ranges (16-bit, float) and empty
+        images raise ``ValueError`` naming ``where`` instead of being clipped silently."""
         from PIL import Image
 
+        from mimlkit.datasets.base import pil_to_rgb_uint8
+        from mimlkit.datasets.tiling import as_rgb_uint8
+
         if isinstance(image, Image.Image):
-            im = image.convert("RGB")
+            im = Image.fromarray(pil_to_rgb_uint8(image, where))
         else:
             arr = np.asarray(image)
-            if arr.ndim == 2:
-                arr = np.repeat(arr[:, :, None], 3, axis=2)
-            if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-                raise ValueError(f"expected an H x W x 3 image, got shape {arr.shape}")
-            if arr.dtype != np.uint8:
-                arr = np.clip(arr, 0, 255).astype(np.uint8)
-            arr = arr[:, :, :3]
+            if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+                raise ValueError(f"{where}: expected an H x W x 3 image, got shape {arr.shape}")
+            arr = as_rgb_uint8(arr, where)
             s = int(self.size)
             if self.resize == "none" or (self.resize == "full" and arr.shape[:2] == (s, s)):
                 return np.ascontiguousarray(arr)

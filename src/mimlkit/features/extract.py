@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,7 +37,8 @@ import numpy as np
 from mimlkit.bags import Bags
 from mimlkit.datasets.base import ImageSet
 
-__all__ = ["extract_features", "content_hash", "resolve_device", "cache_key", "FeatureCache"]
+__all__ = ["extract_features", "content_hash", "resolve_device", "cache_key", "FeatureCache",
+           "picture_bytes"]
 
 _FORMAT = 1  # bump when the on-disk layout changes
 
@@ -104,10 +106,14 @@ class FeatureCache:
         try:
             if self.tiled:
                 with np.load(p) as z:
-                    return z["features"], z["coords"]
-            return np.load(p), None
-        except (OSError, ValueError, KeyError, EOFError):
+                    feats, coords = z["features"], z["coords"]
+            else:
+                feats, coords = np.load(p), None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return None  # corrupt / partial file (should not happen with atomic writes)
+        if feats.ndim != 2 or (coords is not None and len(coords) != len(feats)):
+            return None  # not an entry this code wrote: recompute it
+        return feats, coords
 
     def put(self, h: str, feats: np.ndarray, coords: np.ndarray | None) -> None:
         p = self.path(h)
@@ -166,16 +172,19 @@ class _DecodeSet:
 
         i = self.indices[k]
         img = self.images.load(i)
+        where = self.images.sources[i] if hasattr(self.images, "sources") else f"image {i}"
         if self.tiler is None:
-            arr = self.pre.to_uint8(img)[None]
+            arr = self.pre.to_uint8(img, where)[None]
             coords = None
         else:
-            tiles, coords = self.tiler(img)
+            from mimlkit.datasets.tiling import as_rgb_uint8
+
+            tiles, coords = self.tiler(as_rgb_uint8(img, where))
             tiles = np.asarray(tiles)
             if len(tiles) == 0:
                 arr = np.zeros((0, self.pre.size, self.pre.size, 3), np.uint8)
             else:
-                arr = np.stack([self.pre.to_uint8(t) for t in tiles])
+                arr = np.stack([self.pre.to_uint8(t, where) for t in tiles])
             coords = np.asarray(coords)
         return i, torch.from_numpy(np.require(arr, requirements=["C", "W"])), coords
 
@@ -188,7 +197,8 @@ def _collate(items):
 def extract_features(images: ImageSet | Sequence[Any], extractor: Any, tiler: Any = None,
                      batch_size: int = 16, num_workers: int | None = None,
                      cache_dir: str | Path | None = None, device: Any = "auto",
-                     progress: bool = True, weights: Any = None) -> Bags:
+                     progress: bool = True, weights: Any = None,
+                     memory_budget_mb: float | None = None) -> Bags:
     """Features of every image (one-instance bags) or of every tile (one bag per image).
 
     Parameters
@@ -201,6 +211,10 @@ def extract_features(images: ImageSet | Sequence[Any], extractor: Any, tiler: An
     num_workers : decoding processes; default 0 on <= 2 CPUs, more with a GPU.
     cache_dir : folder for the feature cache (None: no cache).
     device : ``"auto"`` (GPU when present), ``"cpu"``, ``"cuda:0"``, ...
+    memory_budget_mb : optional cap on the working memory of one forward batch: the batch
+        is shrunk below ``batch_size`` so that ``batch x picture_bytes(extractor)`` (input +
+        the largest layer's input and output, measured once by a one-picture probe) fits.
+        The returned features themselves are not counted.
     """
     if not isinstance(images, ImageSet):
         images = ImageSet(list(images))
@@ -214,6 +228,11 @@ def extract_features(images: ImageSet | Sequence[Any], extractor: Any, tiler: An
     dev = resolve_device(device)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if memory_budget_mb is not None:
+        if memory_budget_mb <= 0:
+            raise ValueError(f"memory_budget_mb must be positive, got {memory_budget_mb}")
+        per = picture_bytes(extractor, dev)
+        batch_size = max(1, min(batch_size, int(memory_budget_mb * 2**20 // per)))
     tiled = tiler is not None
     cache = None
     hashes: list[str | None] = [None] * n
@@ -230,6 +249,46 @@ def extract_features(images: ImageSet | Sequence[Any], extractor: Any, tiler: An
         _run(images, todo, extractor, tiler, batch_size, num_workers, dev, progress, n,
              lambda i, f, c: _finish(i, f, c, results, cache, hashes, images))
     return _assemble(results, tiled, images)
+
+
+def picture_bytes(extractor: Any, device: Any = "cpu") -> int:
+    """Working bytes of one picture in a forward pass: its uint8 and float32 input plus the
+    largest ``input + output`` of any leaf module, measured with forward hooks on a
+    one-picture probe (inference mode frees everything else as it goes)."""
+    import torch
+
+    pre = extractor.preprocess
+    dev = resolve_device(device)
+    p = next(extractor.parameters(), None)
+    if p is not None and p.device != dev:
+        extractor.to(dev)
+    peak = [0]
+
+    def nbytes(t: Any) -> int:
+        if torch.is_tensor(t):
+            return t.numel() * t.element_size()
+        if isinstance(t, (tuple, list)):
+            return sum(nbytes(u) for u in t)
+        return 0
+
+    def hook(module, inputs, output) -> None:
+        peak[0] = max(peak[0], nbytes(inputs) + nbytes(output))
+
+    leaves = [m for m in extractor.modules() if next(m.children(), None) is None]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    was_training = extractor.training
+    extractor.eval()
+    try:
+        with torch.inference_mode():
+            s = int(pre.size)
+            x = torch.zeros((1, s, s, 3), dtype=torch.uint8, device=dev).permute(0, 3, 1, 2)
+            extractor(pre.normalize(x))
+    finally:
+        for h in handles:
+            h.remove()
+        if was_training:
+            extractor.train()
+    return 3 * int(pre.size) ** 2 * (1 + 4) + peak[0]
 
 
 def _finish(i, feats, coords, results, cache, hashes, images) -> None:

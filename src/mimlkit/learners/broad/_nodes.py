@@ -229,16 +229,35 @@ class BroadNodesMixin:
         Z = self._activate_features((T1 - lo) / rg)
         if N3 > 0:
             Wh = orthonormal(2.0 * rng.uniform(size=(N1 * N2 + 1, N3)) - 1.0)
-            T2 = self._with_bias(Z) @ Wh
-            top = float(T2.max())
+            # max / max-abs of the enhancement pre-activations, block by block (an n x N3
+            # matrix would be the largest allocation of the whole fit)
+            top, top_abs = -np.inf, 0.0
+            for sl in row_blocks(len(Z), self._rows_per_block()):
+                T2 = self._with_bias(Z[sl]) @ Wh
+                top = max(top, float(T2.max()))
+                top_abs = max(top_abs, float(np.abs(T2).max()))
             if top <= 0:
-                top = float(np.abs(T2).max()) or 1.0
+                top = top_abs or 1.0
             self.enhancement_weights_ = Wh.astype(dt)
             self.enhancement_scale_ = float(self.shrink) / top
         else:
             self.enhancement_weights_ = np.zeros((N1 * N2 + 1, 0), dtype=dt)
             self.enhancement_scale_ = 1.0
         self._extra_calibrate(X, H1, Z, rng)
+
+    def _rows_per_block(self) -> int:
+        """Rows per block: ``block_size``, capped by ``memory_budget_mb`` when the learner has
+        one (about ``8 * (D + 3 * #nodes)`` bytes of temporaries per row)."""
+        block = int(getattr(self, "block_size", 8192))
+        budget = getattr(self, "memory_budget_mb", None)
+        if budget is None:
+            return max(1, block)
+        if budget <= 0:
+            raise ValueError(f"memory_budget_mb must be positive, got {budget}")
+        d = self.window_weights_.shape[0]
+        p = self.window_weights_.shape[1] + int(getattr(self, "n_enhancement", 0))
+        per_row = 8 * (d + 3 * p)
+        return max(1, min(block, int(budget * 2**20 // per_row)))
 
     def _activate_features(self, Z: np.ndarray) -> np.ndarray:
         act = getattr(self, "feature_activation", "linear")

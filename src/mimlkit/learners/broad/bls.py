@@ -58,6 +58,11 @@ class BroadLearningSystem(BroadNodesMixin, MIMLClassifierMixin, BaseEstimator):
         (threshold 0.5).
     solver : ``'auto'`` (dual when N < #nodes in ``fit``, else primal), ``'primal'``, ``'dual'``.
     block_size : rows per block when accumulating the primal system / scoring.
+    memory_budget_mb : optional cap on the working memory of one row block (enhancement
+        pre-activations and design rows); it lowers the rows per block below ``block_size``,
+        so the n x N3 enhancement and n x #nodes design matrices are never formed whole.
+        Not counted: the pooled input, the calibration's n x (N1·N2) window outputs and the
+        #nodes² system. With a budget, ``solver='auto'`` always uses the primal system.
     dtype : float type of the node computations; accumulations are float64.
     random_state : seed of the random maps.
 
@@ -74,8 +79,8 @@ class BroadLearningSystem(BroadNodesMixin, MIMLClassifierMixin, BaseEstimator):
                  sparse_refine: bool = True, sparse_lambda: float = 1e-3, sparse_iter: int = 50,
                  input_scaling: str = "standard", feature_activation: str = "linear",
                  pooling: Any = "meanmax", label_encoding: str = "pm1", solver: str = "auto",
-                 block_size: int = 8192, dtype: str = "float64",
-                 random_state: int | None = None) -> None:
+                 block_size: int = 8192, memory_budget_mb: float | None = None,
+                 dtype: str = "float64", random_state: int | None = None) -> None:
         self.n_nodes_per_window = n_nodes_per_window
         self.n_windows = n_windows
         self.n_enhancement = n_enhancement
@@ -90,6 +95,7 @@ class BroadLearningSystem(BroadNodesMixin, MIMLClassifierMixin, BaseEstimator):
         self.label_encoding = label_encoding
         self.solver = solver
         self.block_size = block_size
+        self.memory_budget_mb = memory_budget_mb
         self.dtype = dtype
         self.random_state = random_state
 
@@ -142,7 +148,7 @@ class BroadLearningSystem(BroadNodesMixin, MIMLClassifierMixin, BaseEstimator):
         return self
 
     def _accumulate(self, G: np.ndarray, T: np.ndarray) -> None:
-        for sl in row_blocks(G.shape[0], self.block_size):
+        for sl in row_blocks(G.shape[0], self._rows_per_block()):
             A = self._node_block(G[sl])
             self.gram_ += (A.T @ A).astype(np.float64, copy=False)
             self.rhs_ += A.T.astype(np.float64, copy=False) @ T[sl]
@@ -158,7 +164,8 @@ class BroadLearningSystem(BroadNodesMixin, MIMLClassifierMixin, BaseEstimator):
         self._start(G, Y.shape[1])
         T = encode_labels(Y, self.label_encoding)
         n, p = G.shape[0], self._n_design_columns()
-        if self.solver == "dual" or (self.solver == "auto" and n < p):
+        if self.solver == "dual" or (self.solver == "auto" and n < p
+                                     and self.memory_budget_mb is None):
             del self.gram_, self.rhs_
             A = np.asarray(self._node_block(G), dtype=np.float64)
             K = A @ A.T
@@ -186,7 +193,7 @@ class BroadLearningSystem(BroadNodesMixin, MIMLClassifierMixin, BaseEstimator):
         G = self._global_view(bags, global_features, reset=False)
         out = np.empty((G.shape[0], self.coef_.shape[1]))
         W = self.coef_.astype(self.window_weights_.dtype)
-        for sl in row_blocks(G.shape[0], self.block_size):
+        for sl in row_blocks(G.shape[0], self._rows_per_block()):
             out[sl] = self._node_block(G[sl]) @ W
         return out
 

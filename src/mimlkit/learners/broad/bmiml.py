@@ -148,6 +148,13 @@ class BMIML(MIMLClassifierMixin, BaseEstimator):
                 bags, Y, targets=T if mode == "full" else None)
             self.fit_seconds_["smipr"] = time.perf_counter() - t0
         lo, hi = T.min(axis=0), T.max(axis=0)
+        # A label constant in training (no positives, or no negatives) has a (near-)zero
+        # target range; normalising by it would turn round-off noise into 0..1 scores. Use
+        # the span of [0, 1] and the constant instead, so "always present" stays ~1.
+        flat = (hi - lo) <= 1e-4 * np.maximum(1.0, np.maximum(np.abs(lo), np.abs(hi)))
+        mid = (lo + hi) / 2
+        lo = np.where(flat, np.minimum(mid, 0.0), lo)
+        hi = np.where(flat, np.maximum(mid, 1.0), hi)
         hi = np.where(hi > lo, hi, lo + 1.0)
         self.target_min_, self.target_max_ = lo, hi
 
