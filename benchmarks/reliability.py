@@ -85,23 +85,7 @@ def kill_fit(work: Path, n: int, rng: np.random.Generator) -> dict[str, Any]:
                 f"full run {full:.1f} s; model absent after {absent} kills (fresh target)")
 
 
-_SAVE_KILL = r"""
-import os, signal, sys
-from mimlkit import persistence
-from mimlkit.datasets import load_npz
-from mimlkit.registry import create
-ds = load_npz(sys.argv[1])
-persistence.save(create("pooled-linear").fit(ds.bags, ds.Y), sys.argv[2])
-calls = [0]
-real = os.replace
-def replace(a, b):
-    calls[0] += 1
-    if calls[0] == int(sys.argv[3]):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return real(a, b)
-persistence.os.replace = replace
-persistence.save(create("pooled-linear", pool="max").fit(ds.bags, ds.Y), sys.argv[2])
-"""
+
 
 
 def kill_save_window(work: Path, n: int) -> dict[str, Any]:
@@ -117,7 +101,7 @@ def kill_save_window(work: Path, n: int) -> dict[str, Any]:
     killed = recovered = corrupt = absent = 0
     for k in range(n):
         target = work / f"m{k}"
-        r = F.run_killed([F.PY, "-c", _SAVE_KILL, str(data), str(target), str(1 + k % 2)],
+        r = F.run_killed([F.PY, "-c", F.SAVE_KILL_SCRIPT, str(data), str(target), str(1 + k % 2)],
                          work, delay=120)
         killed += r["rc"] == -9
         state = F.check_model(target, X)

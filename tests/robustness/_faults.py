@@ -208,6 +208,26 @@ def check_npz(path: Path, n_bags: int) -> str:
 
 
 # ----------------------------------------------------------------------------- deep training
+# save a model, then save another over it, SIGKILLed at the N-th os.replace of the save
+SAVE_KILL_SCRIPT = r"""
+import os, signal, sys
+from mimlkit import persistence
+from mimlkit.datasets import load_npz
+from mimlkit.registry import create
+ds = load_npz(sys.argv[1])
+est = create("pooled-linear").fit(ds.bags, ds.Y)
+persistence.save(est, sys.argv[2])
+calls = [0]
+real = os.replace
+def replace(a, b):
+    calls[0] += 1
+    if calls[0] == int(sys.argv[3]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(a, b)
+persistence.os.replace = replace
+persistence.save(create("pooled-linear", pool="max").fit(ds.bags, ds.Y), sys.argv[2])
+"""
+
 DEEP_SCRIPT = r"""
 import json, sys
 import numpy as np, torch

@@ -56,24 +56,7 @@ def test_fit_sigkill_leaves_no_corrupt_model(bag_data, tmp_path):
     assert F.visible_leftovers(tmp_path, {"model"}) == []
 
 
-_SAVE_KILL = r"""
-import os, signal, sys
-from mimlkit import persistence
-from mimlkit.datasets import load_npz
-from mimlkit.registry import create
-ds = load_npz(sys.argv[1])
-est = create("pooled-linear").fit(ds.bags, ds.Y)
-persistence.save(est, sys.argv[2])
-calls = [0]
-real = os.replace
-def replace(a, b):
-    calls[0] += 1
-    if calls[0] == int(sys.argv[3]):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return real(a, b)
-persistence.os.replace = replace
-persistence.save(create("pooled-linear", pool="max").fit(ds.bags, ds.Y), sys.argv[2])
-"""
+
 
 
 @pytest.mark.parametrize("at_call", [1, 2])
@@ -83,7 +66,7 @@ def test_save_killed_inside_the_swap(bag_data, tmp_path, at_call):
     (old moved aside, new not yet renamed) leaves no model at the target — never a mix."""
     data, X = bag_data
     target = tmp_path / "m"
-    r = F.run_killed([F.PY, "-c", _SAVE_KILL, str(data), str(target), str(at_call)],
+    r = F.run_killed([F.PY, "-c", F.SAVE_KILL_SCRIPT, str(data), str(target), str(at_call)],
                      tmp_path, delay=60)
     assert r["rc"] == -9
     state = F.check_model(target, X)

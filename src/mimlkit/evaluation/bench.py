@@ -76,7 +76,7 @@ _SYNTHETIC_OVERRIDES: dict[str, dict[str, Any]] = {
 # synthetic images (96 px, 16 px tiles) in seconds: tiny inputs, few rounds/epochs. These
 # runs show that every method works end to end; they are not tuned accuracy figures.
 _SYNTHETIC_DEMO_OVERRIDES: dict[str, dict[str, Any]] = {
-    "mimlboost": {"n_rounds": 3, "sample_size": 1000},
+    "mimlboost": {},  # library defaults (25 rounds, 2000-instance resamples): seconds here
     "mimlmisvm": {"max_iter": 3},  # ~40 s per Scene fit: not quick, cheap on the demo set
     "vgg-l1lr": {"image_size": 64, "standardize": True},
     "vgg-lr": {"image_size": 64, "standardize": True},
