@@ -52,3 +52,21 @@ def test_features_command_offline_weights_is_one_line_error(tmp_path, monkeypatc
     assert res.exit_code == 2
     assert "weights='path/to/resnet18.pth'" in " ".join(res.output.split())
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_features_command_memory_budget_gives_same_features(tmp_path):
+    """``--memory-budget-mb`` only shrinks the forward batch: same features as without."""
+    from mimlkit.cli import app
+    from mimlkit.datasets import load_npz
+
+    d = _folder(tmp_path)
+    outs = []
+    for extra in ([], ["--memory-budget-mb", "1"]):
+        out = tmp_path / f"f{len(extra)}.npz"
+        args = ["features", "--images", str(d / "imgs"), "--labels", str(d / "labels.csv"),
+                "--backbone", "tiny-multilevel", "--tile", "24", "--batch-size", "64",
+                "--out", str(out), "--no-progress", *extra]
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+        outs.append(load_npz(out).bags.instances)
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-6)

@@ -41,6 +41,9 @@ def features(
     cache: Path | None = typer.Option(None, "--cache", help="Feature cache folder (re-runs "
                                       "and interrupted runs skip finished images)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Pictures per forward pass."),
+    memory_budget_mb: float | None = typer.Option(
+        None, "--memory-budget-mb", help="Cap the forward batch so one batch of pictures and "
+        "activations fits this many MiB (lowers --batch-size when needed)."),
     workers: int | None = typer.Option(None, "--workers", help="Decoding processes "
                                        "(default: 0 on <= 2 CPUs)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
@@ -68,7 +71,7 @@ def features(
                                resize=resize)
     bags = extract_features(ds.inputs("images"), extractor, tiler=tiler, batch_size=batch_size,
                             num_workers=workers, cache_dir=cache, device=device,
-                            progress=progress)
+                            progress=progress, memory_budget_mb=memory_budget_mb)
     meta = dict(ds.meta)
     meta["features"] = extractor.config()
     if tiler is not None:
