@@ -253,11 +253,25 @@ def save(model: Any, path: str | os.PathLike, *, label_names: list[str] | None =
 
 
 # ----------------------------------------------------------------------------- load
+def _interrupted_save_hint(folder: Path) -> str:
+    """If a save over ``folder`` was killed between its two renames, say where the complete
+    model lies (``config.json`` is written last, so a hidden sibling holding it is complete)."""
+    if not folder.parent.is_dir():
+        return ""
+    left = sorted((p for p in folder.parent.glob(f".{folder.name}.*-*")
+                   if (p / CONFIG).is_file()), key=lambda p: p.stat().st_mtime, reverse=True)
+    if not left:
+        return ""
+    kind = "new" if ".tmp-" in left[0].name else "previous"
+    return (f"; an interrupted save left the complete {kind} model in {left[0]} "
+            f"(rename it to {folder.name} to use it)")
+
+
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
     """The validated ``config.json`` of a model folder (no estimator is loaded)."""
     folder = Path(path)
     if not folder.exists():
-        raise FileNotFoundError(f"model folder {folder} not found")
+        raise FileNotFoundError(f"model folder {folder} not found{_interrupted_save_hint(folder)}")
     if not folder.is_dir():
         raise PersistenceError(f"{folder} is not a model folder (expected a directory)")
     cfg_path = folder / CONFIG

@@ -78,6 +78,12 @@ def test_save_killed_inside_the_swap(bag_data, tmp_path, at_call):
     for h in hidden:
         if h.startswith(".m.tmp-"):
             assert F.check_model(tmp_path / h, X) == "ok"
+    if at_call == 2:  # loading the missing target says where the complete new model is
+        from mimlkit import persistence
+
+        with pytest.raises(FileNotFoundError, match=r"interrupted save left the complete new "
+                                                    r"model in .*\.m\.tmp-"):
+            persistence.load(target)
 
 
 def test_bench_sigkill_results_absent_or_complete(bag_data, tmp_path):
