@@ -11,7 +11,7 @@ Usage::
 
     python benchmarks/scene_reproduction.py                       # all available, 30 repeats
     python benchmarks/scene_reproduction.py --learners mimlsvm mimlknn --repeats 5
-    python benchmarks/scene_reproduction.py --include-slow        # also MIMLBoost etc.
+    python benchmarks/scene_reproduction.py --learners mimlboost --merge   # add/replace rows
 """
 
 from __future__ import annotations
@@ -54,11 +54,11 @@ PUBLISHED_OTHER = {  # rows without a mimlkit counterpart, for context
 }
 
 
-def candidate_learners(include_slow: bool) -> list[str]:
-    from mimlkit.registry import learner_spec, list_learners
+def candidate_learners() -> list[str]:
+    from mimlkit.registry import list_learners
 
     names = list_learners(family="classic") + ["deepmiml"]
-    return [n for n in names if include_slow or learner_spec(n).quick]
+    return names  # quick or not: MIMLBoost and mi-SVM take ~25-40 s per split here
 
 
 def available(names: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -109,8 +109,6 @@ def main(argv: list[str] | None = None) -> None:
                     help="registry names (default: every importable classic learner + deepmiml)")
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--n-jobs", type=int, default=2, help="parallel evaluation jobs")
-    ap.add_argument("--include-slow", action="store_true",
-                    help="also run learners registered as not quick (MIMLBoost)")
     ap.add_argument("--no-timing", action="store_true", help="skip the one-split timing table")
     ap.add_argument("--name", default="scene_reproduction", help="results file stem")
     ap.add_argument("--merge", action="store_true",
@@ -123,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     from mimlkit.registry import create
 
     ds = load_dataset(args.data)
-    requested = args.learners or candidate_learners(args.include_slow)
+    requested = args.learners or candidate_learners()
     names, missing = available(requested)
     for n, why in missing.items():
         print(f"skipping {n}: {why}", flush=True)
