@@ -153,9 +153,12 @@ def main(argv: list[str] | None = None) -> None:
                 timing[n] = {"error": str(exc)}
 
     # ---- merge with an earlier run of the same protocol (rows of other learners kept)
+    import datetime as _dt
+
     from _common import command as _command
 
-    sources = {n: "this run" for n in names}
+    this_run = f"`{_command()}` ({_dt.datetime.now().isoformat(timespec='seconds')})"
+    sources = dict.fromkeys(names, this_run)
     if args.merge:
         import json
 
@@ -172,12 +175,8 @@ def main(argv: list[str] | None = None) -> None:
                 stats[n] = old["results"][n]
                 if n in old.get("timing_one_split", {}):
                     timing[n] = old["timing_one_split"][n]
-                src = old_src.get(n, "this run")
-                sources[n] = (f"`{old['command']}` ({old['date']})" if src == "this run"
-                              else src)
+                sources[n] = old_src.get(n) or f"`{old['command']}` ({old['date']})"
             names = kept + names
-    sources = {n: (f"`{_command()}` (this file's date)" if v == "this run" else v)
-               for n, v in sources.items()}
 
     # ---- markdown
     lines = [f"Protocol: {len(ds.Y)} bags ({args.data.name}), 2/3 train - 1/3 test, "

@@ -231,13 +231,12 @@ class BroadNodesMixin:
             Wh = orthonormal(2.0 * rng.uniform(size=(N1 * N2 + 1, N3)) - 1.0)
             # max / max-abs of the enhancement pre-activations, block by block (an n x N3
             # matrix would be the largest allocation of the whole fit)
-            top, top_abs = -np.inf, 0.0
+            top, bottom = -np.inf, np.inf
             for sl in row_blocks(len(Z), self._rows_per_block()):
                 T2 = self._with_bias(Z[sl]) @ Wh
-                top = max(top, float(T2.max()))
-                top_abs = max(top_abs, float(np.abs(T2).max()))
+                top, bottom = max(top, float(T2.max())), min(bottom, float(T2.min()))
             if top <= 0:
-                top = top_abs or 1.0
+                top = max(abs(top), abs(bottom)) or 1.0
             self.enhancement_weights_ = Wh.astype(dt)
             self.enhancement_scale_ = float(self.shrink) / top
         else:
