@@ -148,11 +148,39 @@ def test_missing_folder_and_config(tmp_path):
         P.load(tmp_path / "empty")
 
 
-def _edit_config(folder, fn):
+def _edit_config(folder, fn, resign=True):
+    """Edit config.json; ``resign`` recomputes its own checksums so that a deeper check is
+    what the test reaches."""
     p = folder / "config.json"
     cfg = json.loads(p.read_text())
     fn(cfg)
+    if resign and "config_sha256" in cfg:
+        cfg["config_sha256"] = P._config_digests(cfg)
     p.write_text(json.dumps(cfg))
+
+
+def test_label_names_covered_by_checksum(tmp_path):
+    """Reordering label_names in config.json (which would relabel every prediction) is
+    refused, naming the file and the field; params edits too; format 1 files still load."""
+    est, _ = _fitted_pooled()
+    P.save(est, tmp_path / "m", label_names=["a", "b", "c"])
+    P.load(tmp_path / "m")
+    _edit_config(tmp_path / "m", lambda c: c.update(label_names=["b", "a", "c"]), resign=False)
+    with pytest.raises(P.PersistenceError, match=r"config\.json: field\(s\) label_names "
+                       r"changed after saving.*relabel"):
+        P.read_config(tmp_path / "m")
+    with pytest.raises(P.PersistenceError, match="label_names"):
+        P.load(tmp_path / "m")
+    P.save(est, tmp_path / "m", label_names=["a", "b", "c"])
+    _edit_config(tmp_path / "m", lambda c: c["params"].update(C=9.0), resign=False)
+    with pytest.raises(P.PersistenceError, match="params changed"):
+        P.load(tmp_path / "m")
+    # a version-2 file without the field is refused; a version-1 file (older) is accepted
+    _edit_config(tmp_path / "m", lambda c: c.pop("config_sha256"), resign=False)
+    with pytest.raises(P.PersistenceError, match="config_sha256' is missing"):
+        P.read_config(tmp_path / "m")
+    _edit_config(tmp_path / "m", lambda c: c.update(format_version=1), resign=False)
+    assert P.read_config(tmp_path / "m")["params"]["C"] == 9.0
 
 
 def test_format_version_checks(tmp_path):

@@ -3,12 +3,15 @@
 Layout of a saved model ``MODEL_DIR/``::
 
     config.json          format + version, library versions, "module:Class", params (JSON),
-                         label names, user metadata, SHA-256 of every other file
+                         label names, user metadata (e.g. the input pipeline written by
+                         ``mimlkit fit``), SHA-256 of every other file, and
+                         ``config_sha256``: a SHA-256 of each of its own fields
     estimator.skops      the estimator (fitted state) with skops; torch modules removed
     torch/<name>.safetensors   state_dict of each torch module listed in ``_torch_modules``
 
 Loading checks, in order: the folder and ``config.json`` exist, the format version is known,
-every listed file is present and its SHA-256 matches (tampering / corruption), the class
+no field of ``config.json`` was edited after saving (``config_sha256``: reordering
+``label_names`` would silently relabel every prediction, so it is refused), every listed file is present and its SHA-256 matches (tampering / corruption), the class
 resolves, and the skops file holds only trusted types (``mimlkit.``, ``sklearn.``, numpy / scipy
 data containers — arrays, dtypes, scalars, random generators, sparse matrices — and harmless
 builtins); anything else raises ``PersistenceError`` naming the type and
@@ -39,7 +42,7 @@ __all__ = ["save", "load", "read_config", "PersistenceError", "FORMAT_VERSION",
            "TRUSTED_PREFIXES"]
 
 FORMAT_NAME = "mimlkit-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: config_sha256 (per-field checksums of config.json itself)
 CONFIG = "config.json"
 ESTIMATOR_FILE = "estimator.skops"
 TORCH_DIR = "torch"
@@ -85,6 +88,18 @@ def _json_safe(value: Any) -> tuple[Any, bool]:
     return {"__repr__": repr(value)}, False
 
 
+def _config_digests(config: dict[str, Any]) -> dict[str, str]:
+    """SHA-256 of each field of a config (canonical JSON), except the volatile save time and
+    the digests themselves."""
+    out = {}
+    for key in sorted(config):
+        if key in ("config_sha256", "saved_at"):
+            continue
+        text = json.dumps(config[key], sort_keys=True, separators=(",", ":"))
+        out[key] = hashlib.sha256(text.encode()).hexdigest()
+    return out
+
+
 def _class_path(obj: Any) -> str:
     cls = type(obj)
     return f"{cls.__module__}:{cls.__qualname__}"
@@ -97,6 +112,11 @@ def _resolve_class(target: str) -> type:
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:
+        from mimlkit._extras import extra_for_module, missing_extra_error
+
+        extra = extra_for_module(getattr(exc, "name", None))
+        if extra is not None and isinstance(exc, ModuleNotFoundError):
+            raise missing_extra_error(extra, exc.name, f"model class {target}") from None
         raise ImportError(f"model class {target} not found: cannot import {module} ({exc})"
                           ) from exc
     obj: Any = mod
@@ -207,7 +227,9 @@ def save(model: Any, path: str | os.PathLike, *, label_names: list[str] | None =
         sio.dump(stripped, tmp / ESTIMATOR_FILE)
         files = [ESTIMATOR_FILE]
         if modules:
-            from safetensors.torch import save_file
+            from mimlkit._extras import require
+
+            save_file = require("deep", "safetensors.torch", "saving torch modules").save_file
 
             (tmp / TORCH_DIR).mkdir()
             for name, module in modules.items():
@@ -234,6 +256,7 @@ def save(model: Any, path: str | os.PathLike, *, label_names: list[str] | None =
             "metadata": meta_safe,
             "sha256": {f: _sha256(tmp / f) for f in files},
         }
+        config["config_sha256"] = _config_digests(config)
         with open(tmp / CONFIG, "w") as f:
             json.dump(config, f, indent=2)
             f.flush()
@@ -246,6 +269,12 @@ def save(model: Any, path: str | os.PathLike, *, label_names: list[str] | None =
         os.replace(tmp, target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:  # disk full, read-only folder, ...: name the model folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.filename is not None and str(target) in str(exc.filename):
+            raise
+        raise OSError(exc.errno, f"cannot save the model ({exc.strerror or exc})",
+                      str(target)) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -296,7 +325,26 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     for key in ("class", "sha256"):
         if key not in config:
             raise PersistenceError(f"{cfg_path}: field {key!r} is missing")
+    _verify_config_digests(cfg_path, config, version)
     return config
+
+
+def _verify_config_digests(cfg_path: Path, config: dict[str, Any], version: int) -> None:
+    """Refuse a ``config.json`` whose fields were edited after saving (format 2+)."""
+    stored = config.get("config_sha256")
+    if stored is None:
+        if version >= 2:
+            raise PersistenceError(f"{cfg_path}: field 'config_sha256' is missing")
+        return  # format 1 models predate the field
+    if not isinstance(stored, dict):
+        raise PersistenceError(f"{cfg_path}: field 'config_sha256' is malformed")
+    now = _config_digests(config)
+    changed = sorted(k for k in set(now) | set(stored) if now.get(k) != stored.get(k))
+    if changed:
+        hint = (" (reordered or renamed label names would relabel every prediction)"
+                if "label_names" in changed else "")
+        raise PersistenceError(f"{cfg_path}: field(s) {', '.join(changed)} changed after "
+                               f"saving; the checksum does not match{hint}")
 
 
 def _verify_files(folder: Path, config: dict[str, Any]) -> None:
@@ -343,7 +391,9 @@ def load(path: str | os.PathLike) -> Any:
 
     names = config.get("torch_modules") or []
     if names:
-        from safetensors.torch import load_file
+        from mimlkit._extras import require
+
+        load_file = require("deep", "safetensors.torch", "loading torch modules").load_file
 
         if not hasattr(model, "_build_torch_module"):
             raise PersistenceError(f"{config['class']} has no _build_torch_module; cannot "
