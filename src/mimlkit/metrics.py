@@ -6,10 +6,14 @@ tensors are accepted. ``-1`` ("unobserved" in mimlkit's label convention) is rej
 evaluation needs full labels (convert +-1 targets with :func:`from_pm1`).
 
 Ranking metrics take ``convention="zhang"`` (default, the convention of the MIML tables:
-degenerate bags -- no relevant label or all labels relevant -- are excluded, ties are broken
-by label index as MATLAB's stable sort does) or ``convention="sklearn"`` (all bags; ties get
-the max rank, as scikit-learn does). See the spec's summary table (section 1) for every
-difference. Each ranking metric also accepts ``return_details=True`` and then returns
+degenerate bags -- no relevant label or all labels relevant -- are excluded; coverage
+subtracts 1) or ``convention="sklearn"`` (all bags, as scikit-learn does). The convention
+chooses the bags and the offset only. **Ties are pessimistic under every convention**
+(``docs/metrics.md``, "Tie rules"): a relevant label tied with irrelevant ones is ranked after
+them, so a constant or all-tied scorer gets the worst value of every example-based ranking
+metric (one-error 1, coverage q - 1, ranking loss 1, AP the minimum over all rankings) and
+cannot gain from ties. Without ties the values are those of the MIML toolboxes /
+scikit-learn. Each ranking metric also accepts ``return_details=True`` and then returns
 ``(value, {"n_used": ..., "n_excluded": ...})``.
 
 Speed: no Python loop over samples. Rank-based metrics sort each row once (``argsort``,
@@ -212,9 +216,11 @@ def one_error(Y_true: Any, scores: Any, *, convention: str = "zhang",
               return_details: bool = False):
     """OE = fraction of bags whose top-scored label is irrelevant (spec 2.2).
 
-    ``'zhang'``: degenerate bags excluded; ties optimistic (no error when *any* top-scored
-    label is relevant). ``'sklearn'``: all bags; ties pessimistic (error unless *every*
-    top-scored label is relevant), so an empty bag is always an error, a full bag never.
+    Tie rule (both conventions, pessimistic): a bag is an error unless *every* label that
+    attains the maximum score is relevant (the worst tie-break puts an irrelevant label on
+    top), so a constant scorer errs on every bag that is not full. ``'zhang'``: degenerate
+    bags excluded (constant scorer -> 1.0). ``'sklearn'``: all bags; an empty bag is always
+    an error, a full bag never.
     """
     _check_convention(convention)
     Y, S = _check_pair(Y_true, scores)
@@ -223,15 +229,14 @@ def one_error(Y_true: Any, scores: Any, *, convention: str = "zhang",
     n_used = 0
     for a, b in _row_chunks(p, q):
         y, s = Y[a:b], S[a:b]
-        top = s == s.max(axis=1, keepdims=True)
+        err = ((s == s.max(axis=1, keepdims=True)) & ~y).any(axis=1)
         if convention == "zhang":
             n_rel = np.count_nonzero(y, axis=1)
             use = (n_rel > 0) & (n_rel < q)
-            err = ~(top & y).any(axis=1)
             total += int(np.count_nonzero(err & use))
             n_used += int(np.count_nonzero(use))
         else:
-            total += int(np.count_nonzero((top & ~y).any(axis=1)))
+            total += int(np.count_nonzero(err))
             n_used += b - a
     return _finish(total, n_used, p, return_details, "one_error")
 
@@ -240,36 +245,30 @@ def coverage(Y_true: Any, scores: Any, *, normalize: bool = False, convention: s
              return_details: bool = False):
     """Coverage: how far down the ranking one must go to cover all relevant labels (2.3).
 
-    ``'zhang'``: ``mean_i max_{l in Y_i} rank_i(l) - 1`` over *all* bags, ranks from a stable
-    ascending sort (among tied scores the larger label index ranks higher); an empty bag adds
-    0 before the ``- 1`` (so it counts -1, as the MATLAB code does; a warning is issued).
-    ``'sklearn'``: scikit-learn's ``coverage_error`` (ties get the max rank; empty bag -> 0),
-    which is Zhang's value + 1 when there are no ties.
+    Tie rule (both conventions, pessimistic): the lowest relevant label is ranked after every
+    label tied with it, i.e. ``rank_i(l) = |{l' : F_il' >= F_il}|`` (scikit-learn's max rank),
+    so a constant scorer needs all q labels on every non-empty bag.
+    ``'zhang'``: ``mean_i max_{l in Y_i} rank_i(l) - 1`` over *all* bags; an empty bag adds 0
+    before the ``- 1`` (so it counts -1, as the MATLAB code does; a warning is issued).
+    Constant scorer -> q - 1 (the worst value). Without ties this is the MATLAB toolboxes'
+    value; with ties they broke ties by label index, which could favour the model.
+    ``'sklearn'``: scikit-learn's ``coverage_error`` (empty bag -> 0) = Zhang's value + 1.
 
     ``normalize=True`` divides by the number of labels q (seed 001's reporting): Zhang's
     value / q, or ``(coverage_error - 1) / q`` under ``'sklearn'``.
     No sort is needed: the lowest-ranked relevant label is the relevant one with the smallest
-    score (and, among ties, the smallest index under ``'zhang'``).
+    score.
     """
     _check_convention(convention)
     Y, S = _check_pair(Y_true, scores)
     p, q = Y.shape
     total = 0
     n_empty = 0
-    idx = np.arange(q)
     for a, b in _row_chunks(p, q):
         y, s = Y[a:b], S[a:b]
-        has = y.any(axis=1)
-        n_empty += int(np.count_nonzero(~has))
+        n_empty += int(np.count_nonzero(~y.any(axis=1)))
         m = np.where(y, s, np.inf).min(axis=1, keepdims=True)
-        if convention == "sklearn":
-            rank = np.count_nonzero(s >= m, axis=1)  # 0 for an empty bag (m = +inf)
-        else:
-            eq = s == m
-            first = np.argmax(eq & y, axis=1)[:, None]  # smallest relevant index at the min
-            rank = 1 + np.count_nonzero((s > m) | (eq & (idx > first)), axis=1)
-            rank[~has] = 0
-        total += int(rank.sum())
+        total += int(np.count_nonzero(s >= m))  # 0 for an empty bag (m = +inf)
     if convention == "zhang" and n_empty:
         warnings.warn(
             f"coverage(convention='zhang'): {n_empty} bag(s) have no relevant label; each "
@@ -318,9 +317,10 @@ class _RelCounts:
     c: np.ndarray  # label index of the cell
     lt_all: np.ndarray  # labels of the row scoring strictly below it
     lt_rel: np.ndarray  # relevant labels of the row scoring strictly below it
-    tied: np.ndarray  # another label of the row has exactly the same score
     n_rel: np.ndarray  # relevant labels per row
-    eq_rel_before: np.ndarray | None  # relevant labels with the same score and a smaller index
+    # relevant labels with exactly the same score placed before it in a fixed order
+    # (0 .. e-1 over a tie group holding e relevant labels)
+    eq_rel_before: np.ndarray
 
 
 def _relevant_counts(y: np.ndarray, s: np.ndarray) -> _RelCounts:
@@ -338,12 +338,10 @@ def _relevant_counts(y: np.ndarray, s: np.ndarray) -> _RelCounts:
     v = s[r, c]
     ss = np.sort(s, axis=1)
     lt_all = _lower_bound_rows(ss, r, v)
-    nxt = np.minimum(lt_all + 1, q - 1)
-    tied = (lt_all + 1 < q) & (ss.ravel()[r.astype(np.intp) * q + nxt] == v)
     n_rel = np.count_nonzero(y, axis=1)
     m = r.shape[0]
     if m == 0:
-        return _RelCounts(r, c, lt_all, lt_all.copy(), tied, n_rel, lt_all.copy())
+        return _RelCounts(r, c, lt_all, lt_all.copy(), n_rel, lt_all.copy())
     # rank among the relevant labels of the same row: sort the cells by (row, lt_all);
     # the sort is stable and the cells come in label order, so equal scores stay by index
     key = r.astype(np.int64) * (q + 1) + lt_all
@@ -357,7 +355,7 @@ def _relevant_counts(y: np.ndarray, s: np.ndarray) -> _RelCounts:
     lt_rel[order] = first - starts[r[order]]
     eq_rel_before = np.empty(m, dtype=np.intp)
     eq_rel_before[order] = idx - first
-    return _RelCounts(r, c, lt_all, lt_rel, tied, n_rel, eq_rel_before)
+    return _RelCounts(r, c, lt_all, lt_rel, n_rel, eq_rel_before)
 
 
 def _tie_groups(ss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -373,65 +371,28 @@ def _tie_groups(ss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _relevant_counts_dense(y: np.ndarray, s: np.ndarray) -> _RelCounts:
-    """Same counts as ``_relevant_counts`` from a full argsort of the rows (no
-    ``eq_rel_before``: Zhang's tie-break then re-sorts the tied rows stably)."""
+    """Same counts as ``_relevant_counts`` from a full argsort of the rows (tied relevant
+    labels are ordered by their position in that sort)."""
     order = np.argsort(s, axis=1)
     ss = np.take_along_axis(s, order, axis=1)
     ys = np.take_along_axis(y, order, axis=1)
-    new, gstart = _tie_groups(ss)
+    _, gstart = _tie_groups(ss)
     before = np.cumsum(ys, axis=1, dtype=np.intp) - ys  # relevant strictly before j
     r, j = np.nonzero(ys)
     lt_all = gstart[r, j]
     lt_rel = before[r, lt_all]
-    ends = np.ones(ss.shape, dtype=bool)
-    ends[:, :-1] = new[:, 1:]
-    tied = ~new[r, j] | ~ends[r, j]
-    return _RelCounts(r, order[r, j], lt_all, lt_rel, tied, np.count_nonzero(y, axis=1), None)
-
-
-def _stable_argsort_rows(s: np.ndarray) -> np.ndarray:
-    """``np.argsort(s, axis=1, kind='stable')`` computed faster: a quick argsort, then the
-    indices inside each tie group are put in ascending order with one integer sort."""
-    q = s.shape[1]
-    order = np.argsort(s, axis=1)
-    _, gstart = _tie_groups(np.take_along_axis(s, order, axis=1))
-    key = gstart.astype(np.int64) * q + order
-    key.sort(axis=1)
-    return key % q
-
-
-def _stable_rank_ap(y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Zhang's per-row AP sum (strict ranks from a stable ascending sort: among ties the
-    larger label index ranks higher), computed on whole rows."""
-    q = s.shape[1]
-    order = _stable_argsort_rows(s)
-    ys = np.take_along_axis(y, order, axis=1)
-    csum = np.cumsum(ys, axis=1, dtype=np.int64)
-    rel_ge = csum[:, -1:] - csum + ys  # relevant labels at positions >= j (ranked >= it)
-    ratio = rel_ge / (q - np.arange(q))  # strict rank of ascending position j is q - j
-    return np.where(ys, ratio, 0.0).sum(axis=1)
-
-
-def _eq_before(s: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """#labels of row r[j] with exactly the score s[r[j], c[j]] and a smaller index
-    (tied cells only; blocks of bounded size)."""
-    q = s.shape[1]
-    out = np.empty(r.shape[0], dtype=np.intp)
-    cols = np.arange(q)
-    step = max(1, _CHUNK_CELLS // max(1, q))
-    for a in range(0, r.shape[0], step):
-        rr, cc = r[a:a + step], c[a:a + step]
-        same = (s[rr] == s[rr, cc][:, None]) & (cols < cc[:, None])
-        out[a:a + step] = np.count_nonzero(same, axis=1)
-    return out
+    return _RelCounts(r, order[r, j], lt_all, lt_rel, np.count_nonzero(y, axis=1),
+                      before[r, j] - lt_rel)
 
 
 def ranking_loss(Y_true: Any, scores: Any, *, convention: str = "zhang",
                  return_details: bool = False):
     """RL = mean_i |{(l, l') in Y_i x notY_i : F_il <= F_il'}| / (|Y_i| |notY_i|) (spec 2.4).
 
-    Ties count as errors in both conventions. ``'zhang'``: degenerate bags excluded;
-    ``'sklearn'``: they count 0 (= scikit-learn's ``label_ranking_loss``).
+    Tie rule (both conventions, pessimistic): a tied (relevant, irrelevant) pair counts as
+    an error (``<=``), as in the MATLAB toolboxes and scikit-learn, so a constant scorer gets
+    1 on every non-degenerate bag. ``'zhang'``: degenerate bags excluded; ``'sklearn'``: they
+    count 0 (= scikit-learn's ``label_ranking_loss``, also with ties).
     """
     _check_convention(convention)
     Y, S = _check_pair(Y_true, scores)
@@ -456,9 +417,15 @@ def average_precision(Y_true: Any, scores: Any, *, convention: str = "zhang",
 
         AP = mean_i (1/|Y_i|) sum_{l in Y_i} |{l' in Y_i : rank(l') <= rank(l)}| / rank(l)
 
-    ``'zhang'``: degenerate bags excluded; strict ranks from a stable sort (ties broken by
-    label index). ``'sklearn'``: scikit-learn's LRAP (ties get the max rank; empty and full
-    bags score 1 and are included). Not the label-based mAP (see ``mean_average_precision``).
+    Tie rule (both conventions, pessimistic): strict ranks from the worst tie-break -- inside
+    a group of tied scores the irrelevant labels come first, then the relevant ones -- so AP
+    is the minimum over all orderings of the ties; a constant scorer gets
+    ``(1/k) sum_{j=1..k} j / (q - k + j)`` for a bag with k relevant labels, the lowest AP
+    any ranking can get. Without ties this equals the MATLAB toolboxes and scikit-learn's
+    LRAP; with ties it is <= both (they break ties by label index / by max rank, which can
+    favour the model).
+    ``'zhang'``: degenerate bags excluded. ``'sklearn'``: empty and full bags score 1 and
+    are included (as LRAP). Not the label-based mAP (see ``mean_average_precision``).
     """
     _check_convention(convention)
     Y, S = _check_pair(Y_true, scores)
@@ -466,26 +433,16 @@ def average_precision(Y_true: Any, scores: Any, *, convention: str = "zhang",
     total = 0.0
     n_used = 0
     for a, b in _row_chunks(p, q):
-        y, s = Y[a:b], S[a:b]
-        k = _relevant_counts(y, s)
-        num = k.n_rel[k.r] - k.lt_rel  # relevant labels scoring >= F_l
-        den = q - k.lt_all  # max rank of l
-        if convention == "zhang" and k.eq_rel_before is not None and k.tied.any():
-            # strict ranks: a tied label is ranked below the tied labels of larger index
-            t = np.flatnonzero(k.tied)
-            num = num.copy()
-            den = den.copy()
-            num[t] -= k.eq_rel_before[t]
-            den[t] -= _eq_before(s, k.r[t], k.c[t])
+        k = _relevant_counts(Y[a:b], S[a:b])
+        # tie group: g labels above (g_rel relevant), e_irr irrelevant and e relevant tied;
+        # the u-th relevant one (u = eq_rel_before, counted from the bottom) sits at strict
+        # rank g + e_irr + e - u with g_rel + e - u relevant labels at or above it
+        num = k.n_rel[k.r] - k.lt_rel - k.eq_rel_before
+        den = q - k.lt_all - k.eq_rel_before
         per_row = np.bincount(k.r, weights=num / den, minlength=b - a)
         degenerate = (k.n_rel == 0) | (k.n_rel == q)
         ok = ~degenerate
         if convention == "zhang":
-            if k.eq_rel_before is None:  # dense path: redo the tied rows with a stable sort
-                rows = np.unique(k.r[k.tied])
-                rows = rows[ok[rows]]
-                if rows.size:
-                    per_row[rows] = _stable_rank_ap(y[rows], s[rows])
             n_used += int(np.count_nonzero(ok))
         else:
             total += float(np.count_nonzero(degenerate))  # empty / full bags score 1
@@ -516,6 +473,11 @@ def _per_label_auc(Y: np.ndarray, S: np.ndarray) -> np.ndarray:
 def macro_auc(Y_true: Any, scores: Any, *, undefined: str | float = "drop",
               return_details: bool = False):
     """Mean over labels of the per-label ROC-AUC (spec 2.6).
+
+    Tie rule: a tied (positive, negative) pair of bags counts 1/2 (Mann-Whitney, as
+    scikit-learn). That is the expected AUC of a uniformly random tie-break, so ties can
+    neither help nor hurt on average; a constant scorer gets 0.5 (chance), not the
+    worst value 0, which would rank it below every informative scorer and below chance.
 
     A label whose test column has one class only is undefined: ``undefined='drop'``
     (default) leaves it out, a number (e.g. 0.5) substitutes it. ``return_details`` reports
@@ -549,6 +511,9 @@ def per_label_average_precision(Y_true: Any, scores: Any, *,
     distinct score thresholds (tied samples enter together).
 
     A label with no positive sample gets 0 (``empty_label='zero'``) or NaN (``'skip'``).
+    Tie rule: tied bags enter the ranking together (scikit-learn's rule); a column of
+    constant scores gets AP = prevalence, below the expected AP of a random ordering, so
+    ties cannot raise the value above chance.
     """
     if empty_label not in ("zero", "skip"):
         raise ValueError("empty_label must be 'zero' or 'skip'")
@@ -584,6 +549,7 @@ def mean_average_precision(Y_true: Any, scores: Any, *, empty_label: str = "zero
 
     Labels with no positive count 0 (``empty_label='zero'``, scikit-learn 1.9.1 and Cole et
     al.) or are left out (``'skip'``). Not the example-based ``average_precision``.
+    Tie rule: see ``per_label_average_precision`` (constant scores -> mean prevalence).
     """
     if empty_label not in ("zero", "skip"):
         raise ValueError("empty_label must be 'zero' or 'skip'")

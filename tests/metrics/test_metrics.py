@@ -1,5 +1,11 @@
 """mimlkit.metrics against scikit-learn (where definitions coincide) and hand-computed cases
-(where they differ), following specs/metrics.md."""
+(where they differ), following specs/metrics.md.
+
+Tie rule (issue 13 item 7, docs/metrics.md): ties are pessimistic under every convention. The
+spec's older rules (optimistic one-error and label-index tie-break under 'zhang', max-rank LRAP
+under 'sklearn') let a constant scorer look good; the tests below that used them now assert
+the pessimistic values, each with a comment. Tie rules are tested in depth in
+test_tie_rules.py."""
 
 from __future__ import annotations
 
@@ -48,8 +54,12 @@ def test_sklearn_agreement_ranking(seed, ties):
         skm.coverage_error(Y, S), abs=1e-9)
     assert M.coverage(Y, S, convention="sklearn", normalize=True) == pytest.approx(
         (skm.coverage_error(Y, S) - 1) / Y.shape[1], abs=1e-9)
-    assert M.average_precision(Y, S, convention="sklearn") == pytest.approx(
-        skm.label_ranking_average_precision_score(Y, S), abs=1e-9)
+    lrap = skm.label_ranking_average_precision_score(Y, S)
+    if ties:
+        # pessimistic ties: never above LRAP's max-rank rule (equal only without ties)
+        assert M.average_precision(Y, S, convention="sklearn") < lrap
+    else:
+        assert M.average_precision(Y, S, convention="sklearn") == pytest.approx(lrap, abs=1e-9)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -96,14 +106,19 @@ def test_ranking_loss_sklearn_is_scaled_zhang():
 def test_reference_fixture_sklearn_and_zhang():
     assert skm.coverage_error(Y_FIX, F_FIX) == pytest.approx(2.0)
     assert M.coverage(Y_FIX, F_FIX, convention="sklearn") == pytest.approx(2.0)
-    assert M.coverage(Y_FIX, F_FIX) == pytest.approx(0.75)
-    assert M.coverage(Y_FIX, F_FIX, normalize=True) == pytest.approx(0.25)
+    # pessimistic ties (max rank; the spec's 0.75 used the label-index tie-break):
+    # per bag max rank 2, 0 (empty), 3, 3 -> 8/4 - 1
+    assert M.coverage(Y_FIX, F_FIX) == pytest.approx(1.0)
+    assert M.coverage(Y_FIX, F_FIX, normalize=True) == pytest.approx(1 / 3)
     assert M.ranking_loss(Y_FIX, F_FIX, convention="sklearn") == pytest.approx(0.375)
     assert M.ranking_loss(Y_FIX, F_FIX) == pytest.approx(0.75)
+    # pessimistic ties: bag 0 puts irrelevant label 1 above label 0 (AP 1/2); bag 3 (all tied,
+    # 2 relevant of 3) puts them at ranks 2, 3: (1/2 + 2/3) / 2 = 7/12 (LRAP gave 2/3)
     assert M.average_precision(Y_FIX, F_FIX, convention="sklearn") == pytest.approx(
-        0.5 / 4 + 1 / 4 + 1 / 4 + (2 / 3) / 4)
-    assert M.average_precision(Y_FIX, F_FIX) == pytest.approx(0.75)
-    assert M.one_error(Y_FIX, F_FIX) == 0.0
+        0.5 / 4 + 1 / 4 + 1 / 4 + (7 / 12) / 4)
+    assert M.average_precision(Y_FIX, F_FIX) == pytest.approx((0.5 + 7 / 12) / 2)
+    # pessimistic ties: bags 0 and 3 have an irrelevant label among the top ones (was 0.0)
+    assert M.one_error(Y_FIX, F_FIX) == 1.0
     # sklearn convention: pessimistic ties, empty bag always an error, full bag never
     assert M.one_error(Y_FIX, F_FIX, convention="sklearn") == pytest.approx(0.75)
 
@@ -129,13 +144,15 @@ def test_zhang_coverage_empty_bag_counts_minus_one_and_warns():
     assert M.coverage(Y, S, convention="sklearn") == pytest.approx(0.5)
 
 
-def test_zhang_tie_break_by_label_index():
-    # all tied: stable ascending sort ranks the larger index higher
+def test_all_tied_rows_are_pessimistic_in_both_conventions():
+    # all tied: formerly Zhang's stable sort ranked the larger index higher (coverage 1.0,
+    # AP 2/3 here, depending on label order); now the relevant label ranks last in both bags
     Y = np.array([[1, 0, 0], [0, 0, 1]])
     S = np.zeros((2, 3))
-    assert M.coverage(Y, S) == pytest.approx((3 + 1) / 2 - 1)
-    assert M.average_precision(Y, S) == pytest.approx((1 / 3 + 1) / 2)
-    # pessimistic ties for coverage / LRAP in the sklearn convention
+    assert M.coverage(Y, S) == pytest.approx(3 - 1)
+    assert M.average_precision(Y, S) == pytest.approx(1 / 3)
+    assert M.one_error(Y, S) == 1.0
+    # the same in the sklearn convention
     assert M.coverage(Y, S, convention="sklearn") == pytest.approx(3.0)
     assert M.average_precision(Y, S, convention="sklearn") == pytest.approx(1 / 3)
     assert M.ranking_loss(Y, S) == pytest.approx(1.0)  # ties are errors
@@ -170,12 +187,19 @@ def test_constant_scores():
     assert M.ranking_loss(Y, S, convention="sklearn") == pytest.approx(
         skm.label_ranking_loss(Y, S))
     assert M.coverage(Y, S, convention="sklearn") == pytest.approx(5.0)
+    # pessimistic ties: the k relevant labels of a bag rank last, AP = mean_j j/(q-k+j)
+    # (LRAP's max rank gives k/q, which is higher)
+    k = Y.sum(1)
+    worst = [np.mean([j / (5 - n + j) for j in range(1, n + 1)]) for n in k]
     assert M.average_precision(Y, S, convention="sklearn") == pytest.approx(
+        np.mean(np.where(k == 5, 1.0, worst)))
+    assert M.average_precision(Y, S, convention="sklearn") < (
         skm.label_ranking_average_precision_score(Y, S))
     assert M.macro_auc(Y, S) == pytest.approx(0.5)
     np.testing.assert_allclose(M.per_label_average_precision(Y, S),
                                skm.average_precision_score(Y, S, average=None), atol=1e-12)
-    assert M.one_error(Y, S) == 0.0  # optimistic: some top label is relevant
+    # pessimistic (was 0.0 under the optimistic rule): every non-degenerate bag is an error
+    assert M.one_error(Y, S) == 1.0
     # pessimistic: error unless every label is relevant
     assert M.one_error(Y, S, convention="sklearn") == pytest.approx(
         np.mean(Y.sum(1) < 5))
@@ -287,40 +311,44 @@ def test_sparse_and_dense_label_paths_agree_with_sklearn(density):
     for S in (rng.normal(size=Y.shape), rng.integers(0, 3, Y.shape).astype(float)):
         assert M.ranking_loss(Y, S, convention="sklearn") == pytest.approx(
             skm.label_ranking_loss(Y, S), abs=1e-9)
-        assert M.average_precision(Y, S, convention="sklearn") == pytest.approx(
-            skm.label_ranking_average_precision_score(Y, S), abs=1e-9)
-
-
-def test_stable_argsort_rows_matches_numpy():
-    rng = np.random.default_rng(0)
-    S = rng.integers(0, 4, (200, 9)).astype(float)
-    np.testing.assert_array_equal(M._stable_argsort_rows(S),
-                                  np.argsort(S, axis=1, kind="stable"))
-
-
-def test_zhang_ap_matches_loop_reference_with_ties():
-    """Brute-force reference of Zhang's Average_precision.m logic (stable sort ranks)."""
-    rng = np.random.default_rng(4)
-    Y = (rng.random((150, 6)) < 0.4).astype(int)
+    # AP: scikit-learn's LRAP on untied scores; the worst-tie-break loop on tied ones
+    S = rng.normal(size=Y.shape)
+    assert M.average_precision(Y, S, convention="sklearn") == pytest.approx(
+        skm.label_ranking_average_precision_score(Y, S), abs=1e-9)
     S = rng.integers(0, 3, Y.shape).astype(float)
+    assert M.average_precision(Y, S, convention="sklearn") == pytest.approx(
+        _loop_pessimistic_ap(Y, S, degenerate=1.0), abs=1e-12)
+
+
+def _loop_pessimistic_ap(Y, S, degenerate=None):
+    """Loop reference: strict ranks from sorting by (score descending, irrelevant first);
+    degenerate bags are skipped (``degenerate=None``) or score ``degenerate``."""
     vals = []
     for y, s in zip(Y, S):
         q = len(y)
         if y.sum() in (0, q):
+            if degenerate is not None:
+                vals.append(degenerate)
             continue
-        loc = np.empty(q, int)
-        loc[np.argsort(s, kind="stable")] = np.arange(1, q + 1)
-        rank = q - loc + 1
+        order = np.lexsort((y, -s))  # primary key -s, then irrelevant (0) before relevant
+        rank = np.empty(q, int)
+        rank[order] = np.arange(1, q + 1)
         rel = np.flatnonzero(y)
         vals.append(np.mean([(rank[rel] <= rank[l]).sum() / rank[l] for l in rel]))
-    assert M.average_precision(Y, S) == pytest.approx(np.mean(vals), abs=1e-12)
+    return float(np.mean(vals))
+
+
+def test_zhang_ap_matches_loop_reference_with_ties():
+    """Loop reference of the pessimistic rule (replaces Zhang's stable-sort tie-break)."""
+    rng = np.random.default_rng(4)
+    Y = (rng.random((150, 6)) < 0.4).astype(int)
+    S = rng.integers(0, 3, Y.shape).astype(float)
+    assert M.average_precision(Y, S) == pytest.approx(_loop_pessimistic_ap(Y, S), abs=1e-12)
 
 
 @pytest.mark.parametrize("density", [0.15, 0.7])
-def test_zhang_ap_sparse_and_dense_paths_match_stable_sort(density):
+def test_zhang_ap_sparse_and_dense_paths_match_loop(density):
     rng = np.random.default_rng(9)
     Y = (rng.random((300, 10)) < density).astype(np.int8)
     S = rng.integers(0, 3, Y.shape).astype(float)
-    ok = (Y.sum(1) > 0) & (Y.sum(1) < Y.shape[1])
-    ref = M._stable_rank_ap(Y[ok].astype(bool), S[ok]) / Y[ok].sum(1)
-    assert M.average_precision(Y, S) == pytest.approx(ref.mean(), abs=1e-12)
+    assert M.average_precision(Y, S) == pytest.approx(_loop_pessimistic_ap(Y, S), abs=1e-12)
