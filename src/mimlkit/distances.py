@@ -19,9 +19,13 @@ gives ``||b||^2 - 2 a.b`` for a block of rows; the min over the instances of eac
 is then an element-wise minimum of ``L_b`` contiguous slabs, ``||a||^2`` is added on the
 reduced (``L_b`` times smaller) array, and the reduction over the row bag's instances is
 again slab-wise. Square roots are taken only on the reduced values. Row blocks are sized to
-stay in cache and within ``memory_budget_mb``; all-pairs matrices are one directed pass plus
-a transpose. Data are centred first (distances are translation invariant), which keeps the
-float32 cancellation error small.
+stay in cache and within ``memory_budget_mb``; a pair of bags too large for one block is
+split over the instances of both bags (running minimum over column chunks, then the row
+reduction combined over row chunks), so no array beyond the budget exists whatever the bag
+sizes, and a bag is never compared with itself in an all-pairs call. All-pairs matrices are
+one directed pass plus a transpose; the reverse pass of an ``A``-to-``B`` matrix is folded
+into the output through its transposed view (no second matrix). Data are centred first
+(distances are translation invariant), which keeps the float32 cancellation error small.
 """
 
 from __future__ import annotations
@@ -109,37 +113,73 @@ def _row_block(Lr: int, Lc: int, nc: int, budget_elems: int) -> int:
     return max(1, target // max(per_bag, 1))
 
 
+def _pair_sizes(g: _Group, i: int) -> int:
+    """Number of real (unpadded) instances of bag ``i`` of group ``g``."""
+    return g.L if g.valid is None else int(g.valid[:, i].sum())
+
+
+def _directed_pair(p: _Group, i: int, q: _Group, j: int, mode: str, dtype: np.dtype,
+                   target: int) -> float:
+    """Directed reduction from bag ``i`` of P to bag ``j`` of Q, blocked over the instances
+    of *both* bags so that no array beyond ``target`` entries exists: the running minimum
+    over column chunks gives ``min_b`` for a chunk of row instances, which is then reduced
+    (max / min / sum of square roots) and combined over the row chunks."""
+    m_i, m_j = _pair_sizes(p, i), _pair_sizes(q, j)
+    d = p.X.shape[2]
+    lc = min(m_j, target)
+    kr = max(1, min(m_i, target // lc))
+    Bj = np.empty((d + 1, m_j), dtype=dtype)
+    Bj[:d] = q.X[:m_j, j].T
+    Bj[:d] *= -2
+    Bj[d] = q.sqn[:m_j, j]
+    acc = None
+    for k0 in range(0, m_i, kr):
+        k1 = min(m_i, k0 + kr)
+        A = np.empty((k1 - k0, d + 1), dtype=dtype)
+        A[:, :d] = p.X[k0:k1, i]
+        A[:, d] = 1
+        rmin = None
+        for l0 in range(0, m_j, lc):
+            mn = (A @ Bj[:, l0:l0 + lc]).min(axis=1)
+            rmin = mn if rmin is None else np.minimum(rmin, mn, out=rmin)
+        rmin += p.sqn[k0:k1, i]
+        if mode == "max":
+            v = rmin.max()
+            acc = v if acc is None else max(acc, v)
+        elif mode == "min":
+            v = rmin.min()
+            acc = v if acc is None else min(acc, v)
+        else:
+            np.maximum(rmin, 0, out=rmin)
+            v = np.sqrt(rmin, out=rmin).sum()
+            acc = v if acc is None else acc + v
+    return acc
+
+
 def _directed_numpy(P: list[_Group], Q: list[_Group], mode: str, out: np.ndarray,
-                    budget_elems: int, n_jobs: int) -> None:
+                    budget_elems: int, n_jobs: int, op: Any = None) -> None:
     """Fill ``out[p, q]`` with the directed reduction from bags of P to bags of Q.
 
     mode ``"max"``: max_a min_b ||a-b||^2 ; ``"min"``: min_{a,b} ||a-b||^2 ;
     ``"sum"``: sum_a min_b ||a-b|| (square roots taken here on the reduced values).
+    ``P is Q`` (an all-pairs call) skips a bag against itself (its distance is 0).
+    ``op`` (e.g. ``np.maximum``) combines the values with those already in ``out`` (which
+    may be a transposed view) instead of overwriting them.
+    Each of the ``n_jobs`` workers holds at most ``budget_elems / n_jobs`` entries of
+    products and reductions at a time, whatever the bag sizes.
     """
     dtype = out.dtype
-    tasks = []
-    for q in Q:
-        d = q.X.shape[2]
-        # columns: instance-major (k * n_q + j), augmented with the squared norms
-        BT = np.empty((d + 1, q.L, q.X.shape[1]), dtype=dtype)
-        BT[:d] = np.moveaxis(q.X, 2, 0)
-        BT[:d] *= -2
-        BT[d] = q.sqn
-        for p in P:
-            # split columns if a single row bag against the whole group breaks the budget
-            n_q = q.X.shape[1]
-            max_cols = max(1, budget_elems // max(p.L * q.L, 1))
-            for c0 in range(0, n_q, max_cols):
-                c1 = min(n_q, c0 + max_cols)
-                nc = c1 - c0
-                Bc = BT[:, :, c0:c1].reshape(d + 1, q.L * nc)
-                blk = _row_block(p.L, q.L, nc, budget_elems // max(n_jobs, 1))
-                n_p = p.X.shape[1]
-                for r0 in range(0, n_p, blk):
-                    tasks.append((p, q, Bc, c0, c1, r0, min(n_p, r0 + blk)))
+    per_job = max(1, budget_elems // max(n_jobs, 1))
+    target = min(_CACHE_BLOCK, per_job)
 
     def run(task):
-        p, q, Bc, c0, c1, r0, r1 = task
+        if task[0] == "pair":
+            _, p, i, q, j = task
+            v = _directed_pair(p, i, q, j, mode, dtype, target)
+            a, b = p.idx[i], q.idx[j]
+            out[a, b] = v if op is None else op(out[a, b], v)
+            return
+        _, p, q, Bc, c0, c1, r0, r1 = task
         b, nc, d = r1 - r0, c1 - c0, p.X.shape[2]
         A = np.empty((p.L, b, d + 1), dtype=dtype)
         A[:, :, :d] = p.X[:, r0:r1]
@@ -158,25 +198,62 @@ def _directed_numpy(P: list[_Group], Q: list[_Group], mode: str, out: np.ndarray
             if p.valid is not None:
                 R *= p.valid[:, r0:r1, None]
             val = R.sum(axis=0)
-        out[np.ix_(p.idx[r0:r1], q.idx[c0:c1])] = val
+        ix = np.ix_(p.idx[r0:r1], q.idx[c0:c1])
+        out[ix] = val if op is None else op(out[ix], val)
+
+    def pair_tasks(p: _Group, q: _Group):
+        for i in range(p.X.shape[1]):  # only for pairs of bags too large for one block
+            for j in range(q.X.shape[1]):
+                if p is q and i == j and op is None:
+                    out[p.idx[i], q.idx[j]] = 0
+                else:
+                    yield ("pair", p, i, q, j)
+
+    def block_tasks(p: _Group, q: _Group, BT: np.ndarray):
+        d, n_q, n_p = BT.shape[0] - 1, q.X.shape[1], p.X.shape[1]
+        max_cols = max(1, per_job // max(p.L * q.L, 1))
+        for c0 in range(0, n_q, max_cols):
+            c1 = min(n_q, c0 + max_cols)
+            nc = c1 - c0
+            # a view when the chunk spans the group, else one copy shared by its row blocks
+            Bc = BT[:, :, c0:c1].reshape(d + 1, q.L * nc)
+            blk = _row_block(p.L, q.L, nc, per_job)
+            for r0 in range(0, n_p, blk):
+                yield ("block", p, q, Bc, c0, c1, r0, min(n_p, r0 + blk))
 
     # The products have only d + 1 columns: BLAS threading gains little on them and spins
     # badly on a busy machine, so BLAS runs single-threaded and ``n_jobs`` threads share the
-    # row blocks (numpy releases the GIL in the products and reductions).
+    # blocks (numpy releases the GIL in the products and reductions). Tasks are made and run
+    # one (P group, Q group) at a time, so the column copies of only one pair are alive.
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):
-        if n_jobs > 1 and len(tasks) > 1:
-            with ThreadPoolExecutor(max_workers=n_jobs) as ex:
-                list(ex.map(run, tasks))
-        else:
-            for t in tasks:
-                run(t)
+    ex = ThreadPoolExecutor(max_workers=n_jobs) if n_jobs > 1 else None
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            for q in Q:
+                d = q.X.shape[2]
+                # columns: instance-major (k * n_q + j), augmented with the squared norms
+                BT = np.empty((d + 1, q.L, q.X.shape[1]), dtype=dtype)
+                BT[:d] = np.moveaxis(q.X, 2, 0)
+                BT[:d] *= -2
+                BT[d] = q.sqn
+                for p in P:
+                    tasks = (pair_tasks(p, q) if p.L * q.L > per_job
+                             else block_tasks(p, q, BT))
+                    if ex is None:
+                        for t in tasks:
+                            run(t)
+                    else:
+                        list(ex.map(run, list(tasks)))
+                del BT
+    finally:
+        if ex is not None:
+            ex.shutdown()
 
 
 # --------------------------------------------------------------------------- torch engine
 def _directed_torch(P: list[_Group], Q: list[_Group], mode: str, out: np.ndarray,
-                    budget_elems: int, device: Any) -> None:
+                    budget_elems: int, device: Any, op: Any = None) -> None:
     import torch
 
     tdtype = torch.float64 if out.dtype == np.float64 else torch.float32
@@ -191,6 +268,9 @@ def _directed_torch(P: list[_Group], Q: list[_Group], mode: str, out: np.ndarray
         BT[:d] = -2 * T(q.X).permute(2, 0, 1)
         BT[d] = T(q.sqn)
         for p in P:
+            if p.L * q.L > budget_elems:  # bags too large for one block: instance blocks
+                _directed_numpy([p], [q], mode, out, budget_elems, 1, op)
+                continue
             n_p = p.X.shape[1]
             PX = T(p.X)
             Psq = T(p.sqn)
@@ -221,7 +301,9 @@ def _directed_torch(P: list[_Group], Q: list[_Group], mode: str, out: np.ndarray
                         if Pvalid is not None:
                             R = R * Pvalid[:, r0:r1, None]
                         val = R.sum(dim=0)
-                    out[np.ix_(p.idx[r0:r1], q.idx[c0:c1])] = val.cpu().numpy()
+                    ix = np.ix_(p.idx[r0:r1], q.idx[c0:c1])
+                    v = val.cpu().numpy()
+                    out[ix] = v if op is None else op(out[ix], v)
 
 
 # --------------------------------------------------------------------------- public API
@@ -276,31 +358,29 @@ def hausdorff(
     else:
         jobs = max(1, int(n_jobs))
 
-    # centre (translation invariant) in float64, then cast
-    inst_a = np.asarray(bags_a.instances, dtype=np.float64)
+    # centre (translation invariant) in float64, then cast; by row chunks (no float64 copy)
+    sa_ = bags_a.instances.sum(axis=0, dtype=np.float64)
     if symmetric:
-        mu = inst_a.mean(axis=0)
+        mu = sa_ / bags_a.n_instances
     else:
-        inst_b64 = np.asarray(bags_b.instances, dtype=np.float64)
-        mu = (inst_a.sum(axis=0) + inst_b64.sum(axis=0)) / (inst_a.shape[0] + inst_b64.shape[0])
-    Xa = (inst_a - mu).astype(dtype)
-    ga = _groups(bags_a, Xa)
-    if symmetric:
-        gb = ga
-    else:
-        gb = _groups(bags_b, (inst_b64 - mu).astype(dtype))
+        mu = (sa_ + bags_b.instances.sum(axis=0, dtype=np.float64)) / (
+            bags_a.n_instances + bags_b.n_instances)
+    ga = _groups(bags_a, _centred(bags_a.instances, mu, dtype))
+    gb = ga if symmetric else _groups(bags_b, _centred(bags_b.instances, mu, dtype))
 
     budget_elems = max(1, int(memory_budget_mb * 2**20 / (3 * dtype.itemsize)))
     if backend == "torch":
-        import torch
+        from mimlkit._extras import require
+
+        torch = require("deep", "torch", "backend='torch'")
 
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-        def directed(P, Q, mode, out):
-            _directed_torch(P, Q, mode, out, budget_elems, device)
+        def directed(P, Q, mode, out, op=None):
+            _directed_torch(P, Q, mode, out, budget_elems, device, op)
     else:
-        def directed(P, Q, mode, out):
-            _directed_numpy(P, Q, mode, out, budget_elems, jobs)
+        def directed(P, Q, mode, out, op=None):
+            _directed_numpy(P, Q, mode, out, budget_elems, jobs, op)
 
     n_a, n_b = bags_a.n_bags, bags_b.n_bags
     if variant in ("max", "directed", "min"):
@@ -312,10 +392,8 @@ def hausdorff(
         if variant == "max":
             if symmetric:
                 _symmetrize(D, np.maximum, budget_elems)
-            else:
-                Dt = np.empty((n_b, n_a), dtype=dtype)
-                directed(gb, ga, "max", Dt)
-                np.maximum(D, Dt.T, out=D)
+            else:  # the reverse pass is folded into D through its transposed view
+                directed(gb, ga, "max", D.T, np.maximum)
         np.maximum(D, 0, out=D)
         np.sqrt(D, out=D)
     else:  # average
@@ -324,9 +402,7 @@ def hausdorff(
         if symmetric:
             _symmetrize(S, np.add, budget_elems)
         else:
-            St = np.empty((n_b, n_a), dtype=dtype)
-            directed(gb, ga, "sum", St)
-            S += St.T
+            directed(gb, ga, "sum", S.T, np.add)
         sa, sb = bags_a.sizes.astype(dtype), bags_b.sizes.astype(dtype)
         rows = max(1, budget_elems // max(n_b, 1))
         for r0 in range(0, n_a, rows):  # by row blocks: no n_a x n_b temporary
@@ -335,6 +411,15 @@ def hausdorff(
     if symmetric:
         np.fill_diagonal(D, 0)
     return D
+
+
+def _centred(X: np.ndarray, mu: np.ndarray, dtype: np.dtype,
+             chunk: int = 65536) -> np.ndarray:
+    """``(X - mu)`` computed in float64 and cast to ``dtype``, by row chunks."""
+    out = np.empty(X.shape, dtype=dtype)
+    for s in range(0, X.shape[0], chunk):
+        out[s:s + chunk] = np.asarray(X[s:s + chunk], dtype=np.float64) - mu
+    return out
 
 
 def _symmetrize(D: np.ndarray, op: Any, budget_elems: int) -> None:

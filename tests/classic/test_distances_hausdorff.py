@@ -121,3 +121,24 @@ def test_sampled_medoids_close_to_full():
     D = hausdorff(bags)
     np.testing.assert_allclose(clara.cost, D[np.arange(300), clara.medoids[clara.labels]].sum(),
                                rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["max", "min", "average", "directed"])
+def test_blocks_inside_bags_same_result_as_one_block(variant):
+    """Bags too large for one block are split over their instances (both bags); the
+    result equals the one-block computation and a direct one."""
+    rng = np.random.default_rng(10)
+    sizes = [300, 280, 230, 3, 1, 9, 40]
+    A = [rng.normal(size=(s, 4)) + 0.1 * k for k, s in enumerate(sizes)]
+    B = [rng.normal(size=(s, 4)) for s in (250, 2, 11)]
+    for args in ((A,), (A, B)):
+        one = hausdorff(*args, variant=variant, dtype=np.float64, memory_budget_mb=512)
+        for budget, jobs in ((0.01, 1), (0.003, 2)):  # ~440 / ~130 entries per block
+            small = hausdorff(*args, variant=variant, dtype=np.float64,
+                              memory_budget_mb=budget, n_jobs=jobs)
+            np.testing.assert_allclose(small, one, rtol=1e-12, atol=1e-12)
+        other = args[1] if len(args) == 2 else A
+        R = np.array([[_ref(a, b, variant) for b in other] for a in A])
+        if len(args) == 1:
+            np.fill_diagonal(R, 0)
+        np.testing.assert_allclose(one, R, rtol=0, atol=1e-10)

@@ -76,6 +76,27 @@ def test_hausdorff_within_budget_on_30k_instances(big_bags, variant):
     assert np.all(np.diag(D) == 0)
 
 
+@pytest.mark.parametrize("variant", ["max", "average"])
+def test_hausdorff_big_bags_within_budget(variant):
+    """Bags of 12 000 and 6 000 instances: the instance-pair block of the big bag with
+    itself (576 MB) or with the other (288 MB) is never allocated; the engine blocks inside
+    the bags."""
+    from mimlkit.distances import hausdorff
+
+    rng = np.random.default_rng(2)
+    bags = [rng.normal(size=(n, 8)).astype(np.float32) for n in (12000, 6000, 9, 9)]
+    budget = 8
+    n_inst = sum(len(b) for b in bags)
+    D, peak = _peak(lambda: hausdorff(bags, variant=variant, memory_budget_mb=budget))
+    inputs = n_inst * 8 * 4 * 4  # copies of the instances (centred, grouped, augmented)
+    assert peak < budget * MB + inputs, peak / MB
+    assert 12000 * 6000 * 4 > 20 * (budget * MB + inputs)  # the pair block would not fit
+    ref = hausdorff([b.astype(np.float64) for b in bags[1:]], variant=variant,
+                    dtype=np.float64, memory_budget_mb=4096)
+    np.testing.assert_allclose(D[1:, 1:], ref, rtol=2e-5, atol=2e-5)
+    assert np.all(np.diag(D) == 0) and np.all(D[0, 1:] > 0)
+
+
 def test_hausdorff_budget_does_not_change_the_result(big_bags):
     from mimlkit.distances import hausdorff
 
