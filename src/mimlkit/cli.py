@@ -21,8 +21,26 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
-__all__ = ["app", "main", "parse_param", "parse_params"]
+__all__ = ["app", "main", "parse_param", "parse_params", "PROTOCOL_HELP"]
+
+_HELP_NAMES = {"help_option_names": ["-h", "--help"]}
+
+
+class _RootGroup(TyperGroup):
+    """Root command group: ``--debug`` is accepted anywhere on the command line (it is
+    moved in front of the subcommand before parsing); ``-h`` works like ``--help``."""
+
+    def parse_args(self, ctx, args):  # noqa: D102
+        args = list(args)
+        stop = args.index("--") if "--" in args else len(args)
+        n = sum(1 for a in args[:stop] if a == "--debug")
+        if n:
+            args = ["--debug"] + [a for i, a in enumerate(args)
+                                  if not (a == "--debug" and i < stop)]
+        return super().parse_args(ctx, args)
+
 
 app = typer.Typer(
     name="mimlkit",
@@ -31,14 +49,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    context_settings=_HELP_NAMES,
+    cls=_RootGroup,
 )
-datasets_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
+datasets_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True,
+                           context_settings=_HELP_NAMES)
 app.add_typer(datasets_app, name="datasets")
 
 _STATE: dict[str, Any] = {"debug": False}
 _USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError, TypeError,
-    NotADirectoryError, IsADirectoryError, PermissionError,
+    NotADirectoryError, IsADirectoryError, PermissionError, OSError,
 )
 
 
@@ -52,6 +73,8 @@ def _console(stderr: bool = False):
 def _error_line(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and exc.args:
         msg = str(exc.args[0])
+    elif isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        msg = f"{exc.filename}: {exc.strerror}"
     else:
         msg = str(exc) or type(exc).__name__
     return " ".join(msg.split())  # one line
@@ -95,12 +118,26 @@ def _naming(where: str, path: Any):
         raise ValueError(f"{where}: {msg}") from None
 
 
+@contextlib.contextmanager
+def writing(path: Any, what: str = "write"):
+    """Re-raise an ``OSError`` from inside (disk full, read-only folder, ...) as one naming
+    ``path``: a failed ``write()`` does not say which file it was writing."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None and str(path) in str(exc.filename):
+            raise
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise OSError(exc.errno, f"cannot {what} ({reason})", str(path)) from None
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` via a temporary sibling + rename (never half-written)."""
     from mimlkit.reporting.report import _atomic_write
 
     path = Path(path)
-    _atomic_write(path, text)
+    with writing(path):
+        _atomic_write(path, text)
     return path
 
 
@@ -156,12 +193,30 @@ def parse_params(items: list[str] | None, learners: list[str]) -> dict[str, dict
 
 def _load_dataset(path: Path, labels_xml: Path | None = None,
                   options: list[str] | None = None):
+    from mimlkit.cli_models import check_unique_bag_ids, parse_data_options
     from mimlkit.datasets import load_dataset
 
-    kwargs: dict[str, Any] = dict(parse_param(o) for o in options or [])
+    kwargs = parse_data_options(options)
     if labels_xml is not None:
         kwargs["labels_xml"] = labels_xml
-    return load_dataset(path, **kwargs)
+    ds = load_dataset(path, **kwargs)
+    check_unique_bag_ids(ds, path)
+    return ds
+
+
+PROTOCOL_HELP = ("holdout[:TEST] | repeat:N[:TRAIN] | kfold:K | stratified:K | "
+                 "iterative-kfold:K | group-kfold:K | group-holdout[:TEST] | "
+                 "group-repeat:N[:TRAIN]")
+_PROTOCOL_ALIASES = {"iterative-kfold": "stratified", "iterative-stratified": "stratified",
+                     "stratified-kfold": "stratified"}
+
+
+def normalise_protocol(protocol: str | None) -> str | None:
+    """Resolve protocol aliases (``iterative-kfold:K`` = ``stratified:K``)."""
+    if protocol is None:
+        return None
+    name, sep, rest = protocol.strip().partition(":")
+    return _PROTOCOL_ALIASES.get(name.lower().replace("_", "-"), name) + sep + rest
 
 
 # ----------------------------------------------------------------------------- global options
@@ -181,13 +236,25 @@ def _root(
 ) -> None:
     """mimlkit: multi-instance multi-label learning."""
     _STATE["debug"] = debug
+    if not debug:
+        import warnings
+
+        warnings.showwarning = _warning_line
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings as one yellow line on stderr (the traceback-free CLI style)."""
+    from rich.markup import escape
+
+    _console(stderr=True).print(f"[yellow]warning:[/] {escape(' '.join(str(message).split()))}")
 
 
 # ----------------------------------------------------------------------------- datasets
 _LABELS_XML = typer.Option(None, "--labels-xml", help="Mulan XML label header (default: next "
                            "to the ARFF, found by dataset stem).")
 _DATA_OPTS = typer.Option(None, "--option", "-o", help="Extra reader option KEY=VALUE "
-                          "(e.g. label_column=Finding Labels, sep=|); repeatable.")
+                          "(e.g. label_column=Finding Labels, sep=|, tile=32, stride=16, "
+                          "image_dir=DIR, no_finding=None); repeatable.")
 
 
 @datasets_app.command("info")
@@ -267,19 +334,59 @@ def learners_cmd(
             try:
                 get_learner_class(name)
                 row.append("[green]yes[/]")
-            except (ImportError, AttributeError):
-                row.append("[red]no[/]")
+            except (ImportError, AttributeError) as exc:
+                extra = getattr(exc, "extra", None)  # MissingExtraError
+                row.append(f"[red]no[/] (needs the {extra} extra)" if extra else "[red]no[/]")
         row.append(spec.description)
         t.add_row(*row)
     _console().print(t)
 
 
 # ----------------------------------------------------------------------------- evaluate
-def _check_backend(backend: str) -> str:
+def _check_backend(backend: str | None, scheduler: str | None = None) -> str:
+    """The backend: ``--scheduler`` implies ``dask`` when ``--backend`` is not given and is
+    refused with another backend; an unreachable scheduler fails here, in seconds."""
+    if backend is None:
+        backend = "dask" if scheduler else "loky"
     backend = backend.lower()
     if backend not in ("loky", "dask", "threading", "sequential"):
         raise ValueError(f"--backend must be loky or dask, got {backend!r}")
+    if backend == "dask":
+        from mimlkit._extras import require
+
+        require("dask", "dask.distributed", "--backend dask")
+    if scheduler and backend != "dask":
+        raise ValueError(f"--scheduler {scheduler} needs --backend dask (got --backend "
+                         f"{backend}); leave --backend out to imply dask")
+    if scheduler:
+        check_scheduler_reachable(scheduler)
     return backend
+
+
+def check_scheduler_reachable(address: str, timeout: float = 5.0) -> None:
+    """Open (and close) a TCP connection to a Dask scheduler ``[tcp://]host:port``; raise a
+    one-line ``ConnectionError`` naming it when nothing answers within ``timeout`` seconds.
+    Other protocols (tls://, ucx://, inproc://) are left to Dask."""
+    import socket
+
+    addr = address.strip()
+    scheme, sep, rest = addr.partition("://")
+    if not sep:
+        scheme, rest = "tcp", addr
+    if scheme != "tcp":
+        return
+    host, _, port = rest.rpartition(":")
+    host = host.strip("[]") or "localhost"
+    if not port.isdigit():
+        raise ValueError(f"--scheduler {address!r}: expected tcp://HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ConnectionError(f"Dask scheduler {address} is unreachable ({reason}); start it "
+                              "with `dask scheduler` or leave --scheduler out for a local "
+                              "cluster") from None
 
 
 @app.command("evaluate")
@@ -290,17 +397,19 @@ def evaluate_cmd(
                                       help="Registered learner name; repeatable."),
     param: list[str] | None = typer.Option(None, "--param", "-p", help="KEY=VALUE for every "
                                            "learner that has KEY, or NAME.KEY=VALUE; repeatable."),
-    protocol: str = typer.Option("holdout", help="holdout | repeat:N | kfold:K (also "
-                                 "iterative-kfold:K, group-kfold:K where available)."),
+    protocol: str = typer.Option("holdout", help=f"Split protocol: {PROTOCOL_HELP} "
+                                 "(iterative-kfold:K = stratified:K; group-* need groups)."),
     train_size: float | None = typer.Option(None, "--train-size", help="Training fraction "
                                             "(< 1) or number of bags (>= 1) for holdout/repeat."),
     metrics: str | None = typer.Option(None, help="Comma-separated metric names "
                                        "(default: the standard MIML set)."),
     seed: int = typer.Option(0, help="Random seed of the splitter."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel learner x split jobs."),
-    backend: str = typer.Option("loky", help="loky | dask"),
-    scheduler: str | None = typer.Option(None, help="Dask scheduler address (default: a "
-                                         "local cluster with --jobs workers)."),
+    backend: str | None = typer.Option(None, help="loky | dask (default loky; dask when "
+                                       "--scheduler is given)."),
+    scheduler: str | None = typer.Option(None, help="Dask scheduler address tcp://HOST:PORT "
+                                         "(implies --backend dask; default: a local cluster "
+                                         "with --jobs workers)."),
     labels_xml: Path | None = _LABELS_XML,
     option: list[str] | None = _DATA_OPTS,
     out: Path = typer.Option(Path("results.json"), "--out", help="Results JSON (a markdown "
@@ -309,7 +418,8 @@ def evaluate_cmd(
     """Evaluate learners on a dataset under a protocol; write results JSON + markdown."""
     from mimlkit.evaluation.bench import run_evaluation
 
-    backend = _check_backend(backend)
+    backend = _check_backend(backend, scheduler)
+    protocol = normalise_protocol(protocol) or "holdout"
     learners = [x.lower() for x in learner]
     ds = _load_dataset(data, labels_xml, option)
     per = parse_params(param, learners)
@@ -394,94 +504,10 @@ def _summary_table(result, width: int | None = None):
 
 
 # ----------------------------------------------------------------------------- fit / predict
-@app.command("fit")
-@_handle_errors
-def fit_cmd(
-    data: Path = typer.Option(..., "--data", help="Training dataset."),
-    learner: str = typer.Option(..., "--learner", "-l", help="Registered learner name."),
-    param: list[str] | None = typer.Option(None, "--param", "-p", help="KEY=VALUE; repeatable."),
-    labels_xml: Path | None = _LABELS_XML,
-    option: list[str] | None = _DATA_OPTS,
-    out: Path = typer.Option(..., "--out", help="Model folder to write."),
-) -> None:
-    """Fit a learner on a whole dataset and save it (mimlkit.persistence)."""
-    import time
+from mimlkit.cli_models import fit_cmd, predict_cmd  # noqa: E402  (typer + stdlib only)
 
-    from mimlkit import persistence
-    from mimlkit.registry import create, learner_spec
-
-    name = learner.lower()
-    spec = learner_spec(name)
-    ds = _load_dataset(data, labels_xml, option)
-    params = parse_params(param, [name])[name]
-    est = create(name, **params)
-    X = ds.inputs(spec.input)
-    con = _console(stderr=True)
-    t0 = time.perf_counter()
-    with con.status(f"fitting {name} on {len(ds)} bags ..."), _naming(f"fitting {name} on "
-                                                                      f"{data}", data):
-        est.fit(X, ds.Y)
-    seconds = time.perf_counter() - t0
-    persistence.save(est, out, label_names=ds.label_names, metadata={
-        "learner": name, "input": spec.input, "params": {k: repr(v) for k, v in params.items()},
-        "data": str(data), "dataset": ds.name, "n_bags": len(ds),
-        "fit_seconds": round(seconds, 3), "command": _command_line(),
-    })
-    _console().print(f"fitted [bold]{name}[/] on {len(ds)} bags in {seconds:.2f} s; "
-                     f"model saved to [bold]{out}[/]")
-
-
-def _bag_ids(ds) -> list[str]:
-    ids = ds.meta.get("bag_ids") if isinstance(ds.meta, dict) else None
-    if ids is not None and len(ids) == len(ds):
-        return [str(x) for x in ids]
-    if ds.images is not None:
-        return [Path(s).name if not s.startswith("<") else str(i)
-                for i, s in enumerate(ds.images.sources)]
-    return [str(i) for i in range(len(ds))]
-
-
-@app.command("predict")
-@_handle_errors
-def predict_cmd(
-    model: Path = typer.Option(..., "--model", help="Model folder written by `mimlkit fit`."),
-    data: Path = typer.Option(..., "--data", help="Dataset to score."),
-    labels_xml: Path | None = _LABELS_XML,
-    option: list[str] | None = _DATA_OPTS,
-    out: Path = typer.Option(Path("predictions.csv"), "--out", help="Predictions CSV."),
-    sep: str = typer.Option("|", help="Separator between predicted label names."),
-) -> None:
-    """Predict label sets and per-label scores; write a CSV (bag id, labels, scores)."""
-    import csv
-    import io
-
-    import numpy as np
-
-    from mimlkit import persistence
-
-    config = persistence.read_config(model)
-    est = persistence.load(model)
-    meta = config.get("metadata") or {}
-    ds = _load_dataset(data, labels_xml, option)
-    X = ds.inputs(meta.get("input", "bags"))
-    with _console(stderr=True).status(f"scoring {len(ds)} bags ..."), \
-            _naming(f"scoring {data} with {model}", data):
-        scores = np.asarray(est.decision_function(X), dtype=float)
-        pred = np.asarray(est.predict(X))
-    names = config.get("label_names") or [f"label_{k}" for k in range(scores.shape[1])]
-    if len(names) != scores.shape[1]:
-        raise ValueError(f"{model}: the model has {scores.shape[1]} labels but its config "
-                         f"names {len(names)}")
-    cols = [n if n not in ("bag_id", "predicted") else f"score_{n}" for n in names]
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["bag_id", "predicted", *cols])
-    for bid, prow, srow in zip(_bag_ids(ds), pred, scores):
-        w.writerow([bid, sep.join(n for n, p in zip(names, prow) if p),
-                    *[f"{v:.6g}" for v in srow]])
-    atomic_write_text(out, buf.getvalue())
-    _console().print(f"wrote predictions for {len(ds)} bags ({len(names)} labels) to "
-                     f"[bold]{out}[/]")
+app.command("fit")(_handle_errors(fit_cmd))
+app.command("predict")(_handle_errors(predict_cmd))
 
 
 # ----------------------------------------------------------------------------- bench / report
@@ -492,18 +518,21 @@ def bench_cmd(
     config: Path | None = typer.Option(None, "--config", help="Suite config (.yaml / .toml)."),
     data: Path | None = typer.Option(None, "--data", help="Dataset path (scene / spmll)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel learner x split jobs."),
-    backend: str = typer.Option("loky", help="loky | dask"),
-    scheduler: str | None = typer.Option(None, help="Dask scheduler address."),
+    backend: str | None = typer.Option(None, help="loky | dask (default loky; dask when "
+                                       "--scheduler is given)."),
+    scheduler: str | None = typer.Option(None, help="Dask scheduler address tcp://HOST:PORT "
+                                         "(implies --backend dask)."),
     learner: list[str] | None = typer.Option(None, "--learner", "-l",
                                              help="Restrict to these learners; repeatable."),
-    protocol: str | None = typer.Option(None, help="Override the suite's protocol "
-                                        "(holdout | repeat:N | kfold:K)."),
+    protocol: str | None = typer.Option(None, help=f"Override the suite's protocol: "
+                                        f"{PROTOCOL_HELP}."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default runs/<suite>)."),
 ) -> None:
     """Run a benchmark suite; write results.json and an HTML/markdown/CSV report."""
     from mimlkit.evaluation.bench import load_suite_config, run_suite
 
-    backend = _check_backend(backend)
+    backend = _check_backend(backend, scheduler)
+    protocol = normalise_protocol(protocol)
     if (suite is None) == (config is None):
         raise ValueError("give exactly one of --suite NAME or --config FILE")
     cfg = load_suite_config(config) if config is not None else None
@@ -535,8 +564,10 @@ def report_cmd(
                                     "<results dir>/report)."),
 ) -> None:
     """Regenerate the HTML/markdown/CSV report from a results JSON alone."""
+    from mimlkit._extras import require
     from mimlkit.reporting import build_report
 
+    require("report", "matplotlib", "mimlkit report (its plots)")
     if not results.is_file():
         raise FileNotFoundError(f"{results}: no such results file")
     out_dir = out or results.parent / "report"

@@ -15,13 +15,17 @@ The image column defaults to ``image`` / ``Image Index`` / ``path`` / ``file`` /
 ``filename`` if present, otherwise the first column; its values are paths relative to
 ``image_dir`` (default: a folder ``images`` or ``images_png`` next to the CSV). An optional
 ``group_column`` (patient id) fills ``groups``. Every image file is checked to exist when
-the CSV is read; images are decoded lazily (``ds.images[i]``), and an unreadable one raises
-a ``ValueError`` naming the file. Errors name the CSV file and its line.
+the CSV is read; images are decoded lazily (``ds.images[i]``, EXIF orientation applied), and
+an unreadable one raises a ``ValueError`` naming the file. Errors name the CSV file and its
+line; a column named twice in the header is refused. The encoding is detected
+(``read_csv_text``): UTF-8 with or without BOM, else Windows-1252 with a warning.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,7 +33,7 @@ import numpy as np
 
 from mimlkit.datasets.base import ImageSet, MIMLDataset
 
-__all__ = ["load_image_csv", "default_image_dir"]
+__all__ = ["load_image_csv", "default_image_dir", "read_csv_text"]
 
 _IMAGE_COLUMNS = ("image", "image index", "path", "file", "filename", "image_path", "img")
 _IMAGE_DIRS = ("images", "images_png", "imgs", "img")
@@ -42,6 +46,43 @@ def default_image_dir(csv_path: str | Path) -> Path | None:
         if (parent / name).is_dir():
             return parent / name
     return None
+
+
+def read_csv_text(path: str | Path, encoding: str | None = None) -> str:
+    """Text of a CSV file. ``encoding=None`` detects it: UTF-8 (with or without a byte-order
+    mark), else Windows-1252 / Latin-1 with a ``UserWarning`` naming the file (spreadsheet
+    exports on Windows); a file that decodes under none of them (e.g. UTF-16 without BOM)
+    raises ``ValueError`` naming the file and the offending byte."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if encoding is not None:
+        try:
+            return data.decode(encoding)
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise ValueError(f"{path}: cannot decode as {encoding} ({exc})") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad = exc.start
+    if b"\x00" in data[:4096]:
+        raise ValueError(f"{path}: not UTF-8 text (byte {data[bad]:#04x} at offset {bad}, and "
+                         "NUL bytes: UTF-16 or binary?); save the CSV as UTF-8")
+    for enc in ("cp1252", "latin-1"):
+        try:
+            text = data.decode(enc)
+        except UnicodeDecodeError:
+            continue
+        line = data.count(b"\n", 0, bad) + 1
+        warnings.warn(f"{path}: not UTF-8 (byte {data[bad]:#04x} on line {line}); read as "
+                      f"{'Windows-1252' if enc == 'cp1252' else 'Latin-1'}", UserWarning,
+                      stacklevel=3)
+        return text
+    raise ValueError(f"{path}: cannot decode")  # pragma: no cover (latin-1 decodes anything)
 
 
 def _parse_flag(cell: str) -> int | None:
@@ -66,6 +107,7 @@ def load_image_csv(
     no_finding: str | None = "No Finding",
     group_column: str | None = None,
     check_files: bool = True,
+    encoding: str | None = None,
 ) -> MIMLDataset:
     """Read a label CSV and its image folder into an image dataset (see module docstring)."""
     csv_path = Path(csv_path)
@@ -79,17 +121,22 @@ def load_image_csv(
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
         raise ValueError(f"{image_dir}: image folder not found")
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        sample = fh.read(4096)
-        fh.seek(0)
-        try:
-            dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, ",;\t")
-        except csv.Error:
-            dialect = csv.excel
-        rows = list(csv.reader(fh, dialect))
+    text = read_csv_text(csv_path, encoding)
+    sample = text[:4096]
+    try:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, ",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    rows = list(csv.reader(io.StringIO(text, newline=""), dialect))
     if not rows or not any(c.strip() for c in rows[0]):
         raise ValueError(f"{csv_path}: empty CSV (a header row is required)")
     header = [c.strip() for c in rows[0]]
+    first: dict[str, int] = {}
+    for i, h in enumerate(header):
+        if h.lower() in first:
+            raise ValueError(f"{csv_path}, line 1: column {h!r} appears twice in the header "
+                             f"(columns {first[h.lower()] + 1} and {i + 1}); rename one")
+        first[h.lower()] = i
     col = {h: i for i, h in enumerate(header)}
     col_lower = {h.lower(): i for i, h in enumerate(header)}
 
