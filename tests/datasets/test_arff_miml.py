@@ -74,7 +74,7 @@ def test_question_mark_label_is_unobserved(tmp_path):
         (['1,"1,2\\n3",1,0'], r"toy\.arff, line 11: instance 1 of the bag has 1 values, expe"),
         (['1,"1,2",1,0', '2,"5,x",0,1'], r"toy\.arff, line 12: instance 0, attribute 'f2'.*'x'"),
         (['1,"1,?",1,0'], r"line 11: .*missing value '\?'"),
-        (['1,"1,nan",1,0'], r"line 11: instance 0 holds NaN"),
+        (['1,"1,nan",1,0'], r"line 11: instance 0, attribute 'f2': value 'nan' is NaN/inf"),
         (['1,"1,2",1,7'], r"line 11: label 'b' has value '7'"),
         (['1,2,1,0'], r"line 11: expected 1 value\(s\), then a quoted bag"),
     ],

@@ -65,7 +65,7 @@ def test_explicit_xml_and_label_override(tmp_path):
     assert load_mulan_arff(p, labels_xml=x).label_names == ["L2", "L1"]
     assert load_mulan_arff(p, labels=["L1"]).label_names == ["L1"]
     ds = load_mulan_arff(p, labels=1)
-    assert ds.label_names == ["L1"] and ds.bags.n_features == 7  # L2 one-hot: 2 features
+    assert ds.label_names == ["L1"] and ds.bags.n_features == 6  # L2 binary: 1 column
 
 
 @pytest.mark.parametrize(

@@ -218,7 +218,7 @@ MULAN_HEADER = """@relation mulan
 MULAN_XML = MIML_XML.replace('"a"', '"L1"').replace('"b"', '"L2"')
 MULAN_DENSE = ["0.5,2,green,1,0", "1,3,red,0,1", "-2,0.25,green,1,1"]
 MULAN_SPARSE = ["{0 0.5,1 2,2 green,3 1}", "{0 1,1 3,4 1}", "{0 -2,1 0.25,2 green,3 1,4 1}"]
-MULAN_X = [[0.5, 2, 0, 1], [1, 3, 1, 0], [-2, 0.25, 0, 1]]
+MULAN_X = [[0.5, 2, 1], [1, 3, 0], [-2, 0.25, 1]]  # colour: binary -> one 0/1 column
 MULAN_Y = np.array([[1, 0], [0, 1], [1, 1]])
 
 

@@ -1,7 +1,16 @@
 """Shared pieces of the ARFF readers: header parsing, value tokenising, Mulan label XML.
 
 Private module: ``arff_miml`` (relational multi-instance ARFF) and ``arff_mulan``
-(single-instance Mulan ARFF) build on it. Every error names the file and the 1-based line.
+(single-instance Mulan ARFF) build on it; ``_arff_encode`` turns token columns into features.
+Every error names the file and the 1-based line.
+
+The ARFF grammar followed here (Weka's ARFF documentation): ``@keywords`` are
+case-insensitive; ``%`` starts a comment anywhere outside a quoted value (whole lines in the
+header and the data, or the end of a data line); blank lines are ignored; values are separated
+by commas with optional spaces/tabs around them; a value may be quoted with ``'`` or ``"``
+(backslash escapes ``\\'``, ``\\"``, ``\\\\``, ``\\n``, ``\\t``), which is how values
+holding spaces, commas or ``%`` are written; ``?`` (unquoted) is a missing value; a sparse row is
+``{index value, ...}``. Files may use any line ending and may start with a UTF-8 BOM.
 """
 
 from __future__ import annotations
@@ -16,11 +25,15 @@ import numpy as np
 __all__ = [
     "Attribute",
     "ArffHeader",
+    "MISSING_MODES",
     "read_lines",
     "parse_header",
     "read_arff",
-    "split_values",
     "unquote",
+    "tokenize_row",
+    "scan_row",
+    "parse_sparse_row",
+    "strip_comment",
     "read_label_xml",
     "find_label_xml",
     "resolve_label_names",
@@ -30,10 +43,24 @@ __all__ = [
 ]
 
 _NUMERIC = ("numeric", "real", "integer")
-# @attribute <name> <type>; the name may be quoted and contain spaces
+MISSING_MODES = ("error", "mean", "zero")
+# @attribute <name> <type>; the name may be quoted and contain spaces; "x{a,b}" is allowed
 _ATTR_RE = re.compile(
-    r"""^@attribute\s+('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S+)\s+(.+?)\s*$""", re.IGNORECASE
+    r"""^@attribute\s+('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s{]+)\s*(.+?)\s*$""",
+    re.IGNORECASE,
 )
+# one value of a data row: a quoted value (escapes allowed) or a bare run of characters, then
+# the separator: a comma, the start of a trailing comment, or the end of the line
+_VALUE_RE = re.compile(
+    r"""[ \t]*(?:'([^'\\]*(?:\\.[^'\\]*)*)'|"([^"\\]*(?:\\.[^"\\]*)*)"|([^,'"%]*?))"""
+    r"""[ \t]*(,|%|$)"""
+)
+# one "index value" entry of a sparse row
+_SPARSE_RE = re.compile(
+    r"""[ \t]*(\d+)[ \t]+(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|([^,'"%\s}]+))"""
+    r"""[ \t]*(,|$)"""
+)
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "%": "%"}
 
 
 @dataclass
@@ -55,7 +82,8 @@ class ArffHeader:
 
 
 def read_lines(path: Path) -> list[str]:
-    """The file's lines (any line ending), with a clear error for a missing/unreadable file."""
+    """The file's lines (any line ending, UTF-8 BOM dropped), with a clear error for a
+    missing/unreadable file."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
@@ -65,51 +93,117 @@ def read_lines(path: Path) -> list[str]:
         text = path.read_text(encoding="latin-1")
     except OSError as exc:
         raise ValueError(f"{path}: cannot read file ({exc})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
     return text.splitlines()
 
 
+def _unescape(s: str) -> str:
+    if "\\" not in s:
+        return s
+    plain = s.replace("\\n", "\n")  # the common case: a relational bag's instance breaks
+    if "\\" not in plain:
+        return plain
+    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), "\\" + m.group(1)), s)
+
+
 def unquote(s: str) -> str:
+    """``s`` stripped; a quoted value loses its quotes and backslash escapes."""
     s = s.strip()
     if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"":
-        s = s[1:-1].replace("\\" + s[0], s[0]).replace("\\\\", "\\")
+        s = _unescape(s[1:-1])
     return s
 
 
-def split_values(line: str, where: str = "") -> list[str]:
-    """Split one comma-separated row, honouring single and double quotes (quotes kept).
+def _where(where: str) -> str:
+    return f"{where}: " if where else ""
 
-    ``where`` (e.g. ``"file, line 7"``) prefixes the error for an unterminated quote.
+
+def scan_row(line: str, where: str) -> list[tuple[str, str]]:
+    """``(value, quote)`` for each value of a data row (``quote`` is ``'``, ``"`` or ``""``).
+
+    Quoted values are unescaped; bare values are stripped; a ``%`` outside quotes ends the row.
     """
-    if "'" not in line and '"' not in line:
-        return [t.strip() for t in line.split(",")]
-    out: list[str] = []
-    buf: list[str] = []
-    quote = ""
-    i, n = 0, len(line)
-    while i < n:
-        c = line[i]
-        if quote:
-            buf.append(c)
-            if c == "\\" and i + 1 < n:
-                buf.append(line[i + 1])
-                i += 2
-                continue
-            if c == quote:
-                quote = ""
-        elif c in "'\"":
-            quote = c
-            buf.append(c)
-        elif c == ",":
-            out.append("".join(buf).strip())
-            buf = []
+    out: list[tuple[str, str]] = []
+    pos, n = 0, len(line)
+    match = _VALUE_RE.match
+    while True:
+        m = match(line, pos)
+        if m is None:
+            rest = line[pos:].lstrip(" \t")
+            q = next((c for c in rest if c in "'\""), "")
+            if q and rest.count(q) % 2:
+                raise ValueError(f"{_where(where)}unterminated {q} quote (file truncated?)")
+            raise ValueError(f"{_where(where)}misplaced quote in value {rest[:40]!r} (quote the "
+                             "whole value)")
+        sq, dq, bare, sep = m.groups()
+        if sq is not None:
+            out.append((_unescape(sq), "'"))
+        elif dq is not None:
+            out.append((_unescape(dq), '"'))
         else:
-            buf.append(c)
+            out.append((bare, ""))
+        pos = m.end()
+        if sep != "," or pos > n:
+            return out
+        if pos == n:  # a trailing comma: one more (empty) value
+            out.append(("", ""))
+            return out
+
+
+def tokenize_row(line: str, where: str = "") -> list[str]:
+    """The values of one dense data row: quotes removed (escapes resolved), whitespace around
+    separators dropped, a trailing ``%`` comment ignored. An unquoted ``?`` stays ``"?"``."""
+    return [v for v, _ in scan_row(line, where)]
+
+
+def strip_comment(line: str) -> str:
+    """``line`` without a trailing ``%`` comment (a ``%`` inside quotes is kept)."""
+    if "%" not in line:
+        return line
+    if "'" not in line and '"' not in line:
+        return line.split("%", 1)[0].rstrip()
+    q = ""
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if q:
+            if c == "\\":
+                i += 1
+            elif c == q:
+                q = ""
+        elif c in "'\"":
+            q = c
+        elif c == "%":
+            return line[:i].rstrip()
         i += 1
-    if quote:
-        raise ValueError(f"{where + ': ' if where else ''}unterminated {quote} quote "
-                         "(file truncated?)")
-    out.append("".join(buf).strip())
-    return out
+    return line
+
+
+def parse_sparse_row(line: str, where: str = "") -> tuple[list[int], list[str]]:
+    """``(indices, values)`` of a sparse row ``{i v, j 'w x', ...}`` (trailing comment allowed)."""
+    s = strip_comment(line).strip()
+    if not s.endswith("}"):
+        raise ValueError(f"{_where(where)}unterminated sparse row (file truncated?)")
+    inner = s[1:-1].strip()
+    idx: list[int] = []
+    vals: list[str] = []
+    pos, n = 0, len(inner)
+    while pos < n:
+        m = _SPARSE_RE.match(inner, pos)
+        if m is None:
+            item = inner[pos:].split(",", 1)[0].strip()
+            raise ValueError(f"{_where(where)}bad sparse entry {item!r} (expected 'index value')")
+        k, sq, dq, bare, sep = m.groups()
+        idx.append(int(k))
+        vals.append(_unescape(sq) if sq is not None else _unescape(dq) if dq is not None
+                    else bare)
+        pos = m.end()
+        if sep != ",":
+            break
+        if pos == n:
+            raise ValueError(f"{_where(where)}bad sparse entry '' (expected 'index value')")
+    return idx, vals
 
 
 def _parse_type(spec: str, path: Path, lineno: int) -> tuple[str, list[str]]:
@@ -118,8 +212,8 @@ def _parse_type(spec: str, path: Path, lineno: int) -> tuple[str, list[str]]:
     if s.startswith("{"):
         if not s.endswith("}"):
             raise ValueError(f"{path}, line {lineno}: unterminated nominal value list {s!r}")
-        return "nominal", [unquote(v) for v in split_values(s[1:-1], f"{path}, line {lineno}")
-                           if v != ""]
+        vals = scan_row(s[1:-1], f"{path}, line {lineno}")
+        return "nominal", [v for v, q in vals if v != "" or q]
     if low in _NUMERIC:
         return "numeric", []
     if low == "string":
@@ -140,6 +234,8 @@ def parse_header(lines: list[str], path: Path) -> ArffHeader:
         line = raw.strip()
         if not line or line.startswith("%"):
             continue
+        if "%" in line:
+            line = strip_comment(line)
         low = line.lower()
         if low.startswith("@relation"):
             relation = unquote(line[len("@relation"):])
