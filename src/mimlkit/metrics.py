@@ -314,7 +314,6 @@ class _RelCounts:
     """Per relevant cell of a row chunk (see ``_relevant_counts``)."""
 
     r: np.ndarray  # row of the cell (within the chunk)
-    c: np.ndarray  # label index of the cell
     lt_all: np.ndarray  # labels of the row scoring strictly below it
     lt_rel: np.ndarray  # relevant labels of the row scoring strictly below it
     n_rel: np.ndarray  # relevant labels per row
@@ -341,7 +340,7 @@ def _relevant_counts(y: np.ndarray, s: np.ndarray) -> _RelCounts:
     n_rel = np.count_nonzero(y, axis=1)
     m = r.shape[0]
     if m == 0:
-        return _RelCounts(r, c, lt_all, lt_all.copy(), n_rel, lt_all.copy())
+        return _RelCounts(r, lt_all, lt_all.copy(), n_rel, lt_all.copy())
     # rank among the relevant labels of the same row: sort the cells by (row, lt_all);
     # the sort is stable and the cells come in label order, so equal scores stay by index
     key = r.astype(np.int64) * (q + 1) + lt_all
@@ -355,7 +354,7 @@ def _relevant_counts(y: np.ndarray, s: np.ndarray) -> _RelCounts:
     lt_rel[order] = first - starts[r[order]]
     eq_rel_before = np.empty(m, dtype=np.intp)
     eq_rel_before[order] = idx - first
-    return _RelCounts(r, c, lt_all, lt_rel, n_rel, eq_rel_before)
+    return _RelCounts(r, lt_all, lt_rel, n_rel, eq_rel_before)
 
 
 def _tie_groups(ss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -381,8 +380,7 @@ def _relevant_counts_dense(y: np.ndarray, s: np.ndarray) -> _RelCounts:
     r, j = np.nonzero(ys)
     lt_all = gstart[r, j]
     lt_rel = before[r, lt_all]
-    return _RelCounts(r, order[r, j], lt_all, lt_rel, np.count_nonzero(y, axis=1),
-                      before[r, j] - lt_rel)
+    return _RelCounts(r, lt_all, lt_rel, np.count_nonzero(y, axis=1), before[r, j] - lt_rel)
 
 
 def ranking_loss(Y_true: Any, scores: Any, *, convention: str = "zhang",
@@ -716,3 +714,6 @@ def miml_report(Y: Any, scores: Any = None, Y_pred: Any = None,
                 label_names: Sequence[str] | None = None) -> dict[str, Any]:
     """Alias of :func:`compute_metrics` with the spec's argument order (section 5)."""
     return compute_metrics(Y, scores, Y_pred, metrics, label_names, convention=convention)
+
+
+from mimlkit.scoring import get_scorer  # noqa: E402,F401  (sklearn scorers for these metrics)
