@@ -1,10 +1,17 @@
-"""``mimlkit features``: images + labels CSV -> dataset ``.npz`` of CNN feature bags.
+"""``mimlkit features``: images + labels CSV -> dataset ``.npz`` of feature bags.
 
 Registered by ``mimlkit.cli`` (``app.command("features")(features)``) when this module exists.
 torch is imported only when the command runs.
 
     mimlkit features --images DIR --labels CSV --backbone vgg16-multilevel \\
         [--weights FILE] [--tile SIZE --stride S] [--cache DIR] --out features.npz
+    mimlkit features --images DIR --labels Data_Entry.csv --label-column "Finding Labels" \\
+        --backbone colour-texture --tile 32 --out features.npz
+
+The label CSV is read as the datasets layer reads it (``load_image_csv``): 0/1 columns or a
+column of ``--sep``-joined label names where ``--no-finding`` (``No Finding``) is an empty
+label set. ``--backbone colour-texture`` writes the hand-crafted tile descriptors
+(``mimlkit.features.handcrafted``; numpy only).
 """
 
 from __future__ import annotations
@@ -20,13 +27,26 @@ __all__ = ["features", "features_command"]
 def features(
     images: Path = typer.Option(..., "--images", help="Image folder (or a folder holding "
                                 "labels.csv and its images)."),
-    labels: Path | None = typer.Option(None, "--labels", help="Label CSV (image column + one "
-                                       "0/1 column per label, or a '|'-separated label "
-                                       "column). Default: IMAGES/labels.csv."),
+    labels: Path | None = typer.Option(None, "--labels", help="Label CSV: image column + one "
+                                       "0/1 column per label, or one column of label names "
+                                       "(--label-column, e.g. NIH 'Finding Labels'). "
+                                       "Default: IMAGES/labels.csv."),
+    label_column: str | None = typer.Option(None, "--label-column", help="Column holding "
+                                            "label names joined by --sep (e.g. 'Finding "
+                                            "Labels'); default: one 0/1 column per label."),
+    sep: str = typer.Option("|", "--sep", help="Separator of --label-column names."),
+    no_finding: str = typer.Option("No Finding", "--no-finding", help="Label-column value "
+                                   "meaning an empty label set ('' disables it)."),
+    image_column: str | None = typer.Option(None, "--image-column", help="Image file column "
+                                            "(default: image / Image Index / path / file / "
+                                            "filename, else the first)."),
+    group_column: str | None = typer.Option(None, "--group-column", help="Group id column "
+                                            "(e.g. 'Patient ID') for group-aware splits."),
     backbone: str = typer.Option("vgg16-multilevel", "--backbone", help="Extractor: "
-                                 "<arch>-multilevel (vgg16-multilevel = the seed's 9984-d "
-                                 "features) or <arch> (last level only); arch in vgg16, "
-                                 "resnet18, resnet50, ..., tiny."),
+                                 "colour-texture (hand-crafted 40-d tile descriptors, no "
+                                 "torch), <arch>-multilevel (vgg16-multilevel = the seed's "
+                                 "9984-d features) or <arch> (last level only); arch in "
+                                 "vgg16, resnet18, resnet50, ..., tiny."),
     weights: str | None = typer.Option(None, "--weights", help="State-dict file (.pth / "
                                        ".safetensors) or a torchvision weights name "
                                        "(needs the file in $TORCH_HOME or internet). "
@@ -51,35 +71,64 @@ def features(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     out: Path = typer.Option(..., "--out", help="Output dataset (.npz)."),
 ) -> None:
-    """Extract CNN features (whole images or tiles) into a dataset .npz."""
+    """Extract features (CNN or hand-crafted; whole images or tiles) into a dataset .npz."""
+    from mimlkit.cli import writing
+    from mimlkit.cli_models import check_device
     from mimlkit.datasets import load_image_csv, save_npz
+    from mimlkit.datasets.images import default_image_dir
     from mimlkit.datasets.tiling import TileBagger
-    from mimlkit.features.extract import extract_features
-    from mimlkit.features.multilevel import make_extractor
+    from mimlkit.features.input_pipeline import _HANDCRAFTED_ALIASES, HANDCRAFTED_NAME
 
     if labels is None:
         labels = images / "labels.csv"
         if not labels.is_file():
             raise ValueError(f"{images}: no labels.csv inside; pass --labels CSV")
-        ds = load_image_csv(labels)
+        image_dir = default_image_dir(labels) or images
     else:
-        ds = load_image_csv(labels, images)
+        image_dir = images
+    ds = load_image_csv(labels, image_dir, label_column=label_column, separator=sep,
+                        no_finding=no_finding or None, image_column=image_column,
+                        group_column=group_column)
     if stride is not None and tile is None:
         raise ValueError("--stride needs --tile")
+    if resize not in ("full", "shorter+crop"):
+        raise ValueError(f"--resize must be full or shorter+crop, got {resize!r}")
     tiler = TileBagger(int(tile), stride=stride) if tile is not None else None
-    extractor = make_extractor(backbone, weights, seed=seed, image_size=image_size,
-                               resize=resize)
-    bags = extract_features(ds.inputs("images"), extractor, tiler=tiler, batch_size=batch_size,
-                            num_workers=workers, cache_dir=cache, device=device,
-                            progress=progress, memory_budget_mb=memory_budget_mb)
     meta = dict(ds.meta)
-    meta["features"] = extractor.config()
+    if backbone.lower() in _HANDCRAFTED_ALIASES:
+        from mimlkit.features.input_pipeline import handcrafted_bags
+
+        if weights is not None:
+            raise ValueError(f"--weights does not apply to --backbone {HANDCRAFTED_NAME}")
+        bags = handcrafted_bags(ds.inputs("images"), tiler)
+        meta["features"] = {"extractor": HANDCRAFTED_NAME, "n_features": bags.n_features}
+        described = f"{HANDCRAFTED_NAME}, no weights"
+    else:
+        from mimlkit._extras import require
+
+        require("deep", "torch", "mimlkit features")
+        require("deep", "torchvision", "mimlkit features")
+        check_device(device)
+        from mimlkit.features.extract import extract_features
+        from mimlkit.features.multilevel import make_extractor
+
+        extractor = make_extractor(backbone, weights, seed=seed, image_size=image_size,
+                                   resize=resize)
+        bags = extract_features(ds.inputs("images"), extractor, tiler=tiler,
+                                batch_size=batch_size, num_workers=workers, cache_dir=cache,
+                                device=device, progress=progress,
+                                memory_budget_mb=memory_budget_mb)
+        meta["features"] = extractor.config()
+        if weights is not None and Path(weights).expanduser().is_file():
+            meta["weights_path"] = str(Path(weights).expanduser().resolve())
+        described = f"{backbone}, weights={extractor.weights_id}"
     if tiler is not None:
         meta["tiler"] = tiler.get_config()
     result = replace(ds, bags=bags, meta=meta)
-    path = save_npz(result, out)
+    with writing(out):
+        path = save_npz(result, out)
     typer.echo(f"{path}: {len(bags)} bags, {bags.n_instances} instances x {bags.n_features} "
-               f"features ({backbone}, weights={extractor.weights_id})")
+               f"features ({described})")
 
 
 features_command = features
