@@ -451,8 +451,9 @@ def _check_square(D: np.ndarray) -> np.ndarray:
     D = np.asarray(D)
     if D.ndim != 2 or D.shape[0] != D.shape[1]:
         raise ValueError(f"expected a square distance matrix, got shape {D.shape}")
-    if not np.all(np.isfinite(D)):
-        raise ValueError("distance matrix contains NaN or inf")
+    for r in range(0, D.shape[0], 1024):  # by row blocks: no n x n temporary
+        if not np.isfinite(D[r:r + 1024]).all():
+            raise ValueError("distance matrix contains NaN or inf")
     return D
 
 
@@ -519,7 +520,9 @@ def kmedoids_bags(
     elif method in ("fasterpam", "pam", "alternate"):
         import kmedoids
 
-        Dk = np.ascontiguousarray(D, dtype=np.float64)
+        # float32 is passed as is (the package sums the loss in float64: same medoids as on
+        # a float64 copy, without an n x n float64 copy)
+        Dk = np.ascontiguousarray(D, dtype=np.float32 if D.dtype == np.float32 else np.float64)
         if method == "fasterpam":
             res = kmedoids.fasterpam(Dk, k, max_iter=max_iter, init=init, random_state=seed,
                                      n_cpu=1)
@@ -535,7 +538,7 @@ def kmedoids_bags(
     medoids = np.asarray(medoids, dtype=np.int64)
     labels = np.asarray(D[:, medoids].argmin(axis=1), dtype=np.int64)
     labels[medoids] = np.arange(k)
-    cost = float(D[np.arange(n), medoids[labels]].sum())
+    cost = float(D[np.arange(n), medoids[labels]].sum(dtype=np.float64))
     return MedoidResult(medoids, labels, cost)
 
 

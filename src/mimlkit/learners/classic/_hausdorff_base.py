@@ -108,9 +108,22 @@ class HausdorffLearnerMixin(MIMLClassifierMixin):
         return self._scaled(self._validate_bags(X, reset=False))
 
     # ---------------------------------------------------------------- distances
-    def _dist(self, A: Bags, B: Bags | None = None) -> np.ndarray:
-        return np.asarray(hausdorff(A, B, variant=self.variant, n_jobs=self.n_jobs),
-                          dtype=np.float64)
+    def _budget_mb(self) -> float:
+        """Working-memory budget of the distance engine and of the row-blocked steps
+        (the learner's ``memory_budget_mb`` when it has one, else 256 MB)."""
+        budget = getattr(self, "memory_budget_mb", None)
+        return 256.0 if budget is None else float(budget)
+
+    def _dist(self, A: Bags, B: Bags | None = None, dtype: Any = np.float64) -> np.ndarray:
+        """Hausdorff matrix; ``dtype=np.float32`` keeps the engine's output as is (the
+        all-pairs training matrix: no float64 copy of an n x n matrix)."""
+        D = hausdorff(A, B, variant=self.variant, n_jobs=self.n_jobs,
+                      memory_budget_mb=self._budget_mb())
+        return D if D.dtype == dtype else D.astype(dtype)
+
+    def _rows_per_block(self, row_bytes: float) -> int:
+        """Rows of a row-blocked step whose rows take ``row_bytes`` each."""
+        return max(1, int(self._budget_mb() * 2**20 // max(row_bytes, 1.0)))
 
     def _medoids(self, D: np.ndarray, k: int, seed: int) -> np.ndarray:
         return kmedoids_bags(D, k, random_state=seed, method=self.kmedoids).medoids

@@ -27,9 +27,12 @@ from mimlkit.learners.classic._hausdorff_base import HausdorffLearnerMixin, leas
 __all__ = ["MIMLkNN"]
 
 
-def _kth_smallest(D: np.ndarray, k: int) -> np.ndarray:
-    """Per row, the k-th smallest value (1-based), k <= n_cols."""
-    return np.partition(D, k - 1, axis=1)[:, k - 1]
+def _kth_smallest(D: np.ndarray, k: int, rows: int) -> np.ndarray:
+    """Per row, the k-th smallest value (1-based), k <= n_cols; by blocks of ``rows``."""
+    out = np.empty(D.shape[0], dtype=np.float64)
+    for r in range(0, D.shape[0], rows):
+        out[r:r + rows] = np.partition(D[r:r + rows], k - 1, axis=1)[:, k - 1]
+    return out
 
 
 def _knn_mask(D: np.ndarray, k: int) -> np.ndarray:
@@ -81,23 +84,26 @@ class MIMLkNN(HausdorffLearnerMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     # ---------------------------------------------------------------- helpers
-    def _counts(self, D: np.ndarray, radius: np.ndarray, self_mask: np.ndarray | None
-                ) -> np.ndarray:
-        """Label counting vectors for query rows of ``D`` (queries x training bags)."""
-        n_train = D.shape[1]
-        k = min(int(self.n_references), n_train - (self_mask is not None))
-        kc = min(int(self.n_citers), n_train - (self_mask is not None))
-        Dq = D if self_mask is None else np.where(self_mask, np.inf, D)
-        refs = _knn_mask(Dq, k) if k > 0 else np.zeros(D.shape, dtype=bool)
-        # training bag Z cites query X when X is within Z's neighbourhood radius
-        cand = Dq <= radius[None, :]
-        if self.citers == "kdis" and kc > 0:
-            Dc = np.where(cand, Dq, np.inf)
-            cit = _knn_mask(Dc, kc) & cand
-        else:
-            cit = cand
-        M = (refs | cit).astype(np.float64)
-        C = M @ self.Y_train_.astype(np.float64)
+    def _counts(self, D: np.ndarray, radius: np.ndarray, loo: bool) -> np.ndarray:
+        """Label counting vectors for query rows of ``D`` (queries x training bags; for
+        ``loo`` the training matrix itself with ``inf`` on its diagonal), by row blocks:
+        the masks and the neighbour indices exist for one block at a time."""
+        n_q, n_train = D.shape
+        k = min(int(self.n_references), n_train - loo)
+        kc = min(int(self.n_citers), n_train - loo)
+        Yf = self.Y_train_.astype(np.float64)
+        C = np.empty((n_q, Yf.shape[1]))
+        # per row: argpartition indices (8), float32 copy (4), masks (2), float64 M (8)
+        rows = self._rows_per_block(24.0 * n_train)
+        for r0 in range(0, n_q, rows):
+            Dq = D[r0:r0 + rows]
+            # training bag Z cites query X when X is within Z's neighbourhood radius
+            M = Dq <= radius[None, :]
+            if self.citers == "kdis" and kc > 0:
+                M &= _knn_mask(np.where(M, Dq, np.inf), kc)
+            if k > 0:
+                M |= _knn_mask(Dq, k)  # references
+            C[r0:r0 + rows] = M @ Yf
         return self._design(C)
 
     def _design(self, C: np.ndarray) -> np.ndarray:
@@ -113,17 +119,18 @@ class MIMLkNN(HausdorffLearnerMixin, BaseEstimator):
         n = bags.n_bags
         if n < 2:
             raise ValueError("MIMLkNN needs at least 2 training bags")
-        D = self._dist(bags)
-        eye = np.eye(n, dtype=bool)
-        Doff = np.where(eye, np.inf, D)
+        # the only n x n array: float32 distances, inf on the diagonal (leave-one-out)
+        D = self._dist(bags, dtype=np.float32)
+        np.fill_diagonal(D, np.inf)
         # paper: Z's k'-neighbourhood; kdis: Z's k-reference list
         kr = int(self.n_citers) if self.citers == "paper" else int(self.n_references)
         kr = min(max(kr, 0), n - 1)
-        self.citer_radius_ = (_kth_smallest(Doff, kr) if kr > 0
+        self.citer_radius_ = (_kth_smallest(D, kr, self._rows_per_block(4.0 * n)) if kr > 0
                               else np.full(n, -np.inf))
         self.train_bags_ = bags
         self.Y_train_ = Y
-        Phi = self._counts(D, self.citer_radius_, eye)  # leave-one-out
+        Phi = self._counts(D, self.citer_radius_, loo=True)
+        del D
         self.weights_ = least_squares(Phi, pm1(Y), reg_lambda=0.0)
         self.threshold_ = float(self.threshold)
         return self
@@ -131,5 +138,13 @@ class MIMLkNN(HausdorffLearnerMixin, BaseEstimator):
     def decision_function(self, X: Any) -> np.ndarray:
         """Linear outputs ``W^T c(X)`` (n_bags x n_labels); > ``threshold`` = relevant."""
         check_is_fitted(self)
-        D = self._dist(self._test_bags(X), self.train_bags_)
-        return self._counts(D, self.citer_radius_, None) @ self.weights_
+        bags = self._test_bags(X)
+        n = bags.n_bags
+        # test bags in chunks: their float32 distances (4) + the counting step (24) per entry
+        rows = self._rows_per_block(28.0 * self.train_bags_.n_bags)
+        out = np.empty((n, self.weights_.shape[1]))
+        for r0 in range(0, n, rows):
+            part = bags if rows >= n else bags.take(np.arange(r0, min(n, r0 + rows)))
+            D = self._dist(part, self.train_bags_, dtype=np.float32)
+            out[r0:r0 + rows] = self._counts(D, self.citer_radius_, loo=False) @ self.weights_
+        return out

@@ -76,12 +76,13 @@ class MIMLNN(HausdorffLearnerMixin, BaseEstimator):
         if not 0 < self.ratio <= 1:
             raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
         rs = check_random_state(self.random_state)
-        D = self._dist(bags)
+        D = self._dist(bags, dtype=np.float32)  # float32: no float64 n x n copy
         k = max(1, int(np.floor(self.ratio * bags.n_bags)))
         med = self._medoids(D, k, int(rs.randint(0, 2**31 - 1)))
         self.medoid_index_ = med
         self.medoid_bags_ = bags.take(med)
-        Phi = self._design(D[:, med])
+        Phi = self._design(D[:, med].astype(np.float64))
+        del D  # only the medoid distances are kept
         if isinstance(self.reg_lambda, str):
             if self.reg_lambda != "loo":
                 raise ValueError(f"reg_lambda must be a float >= 0 or 'loo', got "

@@ -83,7 +83,7 @@ class MIMLRBF(HausdorffLearnerMixin, BaseEstimator):
         if self.sigma not in ("global", "per_label"):
             raise ValueError(f"sigma must be 'global' or 'per_label', got {self.sigma!r}")
         rs = check_random_state(self.random_state)
-        D = self._dist(bags)
+        D = self._dist(bags, dtype=np.float32)  # float32: no float64 n x n copy
         centres, owner = [], []
         for lab in range(Y.shape[1]):
             members = np.flatnonzero(Y[:, lab] == 1)
@@ -99,7 +99,9 @@ class MIMLRBF(HausdorffLearnerMixin, BaseEstimator):
         self.centre_index_ = idx
         self.centre_label_ = np.concatenate(owner).astype(np.int64)
         self.centre_bags_ = bags.take(idx)
-        Dcc = D[np.ix_(idx, idx)]
+        Dcc = D[np.ix_(idx, idx)].astype(np.float64)
+        Dc = D[:, idx].astype(np.float64)
+        del D  # only the centre distances are kept
         g = _mean_offdiag(Dcc)
         sig = np.full(idx.size, g)
         if self.sigma == "per_label":
@@ -110,7 +112,7 @@ class MIMLRBF(HausdorffLearnerMixin, BaseEstimator):
         sig = self.mu * sig
         sig[sig <= 0] = 1.0  # all centres identical: any width gives the same constant basis
         self.sigma_ = sig
-        self.weights_ = least_squares(self._basis(D[:, idx]), pm1(Y), float(self.reg_lambda))
+        self.weights_ = least_squares(self._basis(Dc), pm1(Y), float(self.reg_lambda))
         return self
 
     def transform(self, X: Any) -> np.ndarray:

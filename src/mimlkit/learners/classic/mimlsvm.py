@@ -33,10 +33,19 @@ __all__ = ["MIMLSVM", "resolve_gamma", "rbf_kernel_matrix"]
 
 
 def rbf_kernel_matrix(A: np.ndarray, B: np.ndarray, gamma: float) -> np.ndarray:
-    """``exp(-gamma ||a - b||^2)`` for all rows of A and B, by one BLAS product."""
-    sq = (A**2).sum(axis=1)[:, None] + (B**2).sum(axis=1)[None, :] - 2.0 * (A @ B.T)
+    """``exp(-gamma ||a - b||^2)`` for all rows of A and B, by one BLAS product, computed
+    in place: the output is the only len(A) x len(B) array (no temporaries of its size)."""
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    a2, b2 = (A**2).sum(axis=1), (B**2).sum(axis=1)
+    sq = A @ B.T
+    sq *= -2.0
+    rows = max(1, 2**16 // max(B.shape[0], 1))
+    for r in range(0, sq.shape[0], rows):  # (|a|^2 + |b|^2) - 2 a.b, by row blocks
+        sq[r:r + rows] += a2[r:r + rows, None] + b2[None, :]
     np.maximum(sq, 0.0, out=sq)
-    return np.exp(-gamma * sq, out=sq)
+    np.multiply(sq, -gamma, out=sq)
+    return np.exp(sq, out=sq)
 
 
 def resolve_gamma(gamma: Any, Phi: np.ndarray) -> float:
@@ -118,10 +127,11 @@ class MIMLSVM(HausdorffLearnerMixin, BaseEstimator):
             raise ValueError(f"C must be positive, got {self.C}")
         rs = check_random_state(self.random_state)
         n = bags.n_bags
-        D = self._dist(bags)
+        D = self._dist(bags, dtype=np.float32)  # float32: no float64 n x n copy
         k = max(1, int(np.floor(self.ratio * n)))
         med = self._medoids(D, k, int(rs.randint(0, 2**31 - 1)))
-        Phi = D[:, med]
+        Phi = D[:, med].astype(np.float64)
+        del D  # only the medoid distances are kept
         self.medoid_index_ = med
         self.medoid_bags_ = bags.take(med)
         self.gamma_ = resolve_gamma(self.gamma, Phi)
@@ -150,8 +160,12 @@ class MIMLSVM(HausdorffLearnerMixin, BaseEstimator):
     def decision_function(self, X: Any) -> np.ndarray:
         """SVM decision values per label (n_bags x n_labels); > 0 = relevant."""
         Phi = self.transform(X)
-        K = rbf_kernel_matrix(Phi, self.train_embedding_, self.gamma_)
         S = np.empty((Phi.shape[0], len(self.estimators_)))
-        for lab, est in enumerate(self.estimators_):
-            S[:, lab] = self.constant_scores_[lab] if est is None else est.decision_function(K)
+        # test-to-train kernel by row blocks within the memory budget (float64 entries)
+        rows = self._rows_per_block(8.0 * self.train_embedding_.shape[0])
+        for r in range(0, Phi.shape[0], rows):
+            K = rbf_kernel_matrix(Phi[r:r + rows], self.train_embedding_, self.gamma_)
+            for lab, est in enumerate(self.estimators_):
+                S[r:r + rows, lab] = (self.constant_scores_[lab] if est is None
+                                      else est.decision_function(K))
         return S
