@@ -55,11 +55,11 @@ class ImageSet:
         item = self._items[i]
         if isinstance(item, np.ndarray):
             return item
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, ImageOps, UnidentifiedImageError
 
         try:
-            with Image.open(item) as im:
-                return pil_to_rgb_uint8(im, str(item))
+            with Image.open(item) as im:  # EXIF orientation applied (portrait phone photos)
+                return pil_to_rgb_uint8(ImageOps.exif_transpose(im), str(item))
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             msg = str(exc)
             raise ValueError(msg if msg.startswith(str(item)) else

@@ -65,13 +65,13 @@ def read_csv_text(path: str | Path, encoding: str | None = None) -> str:
             raise ValueError(f"{path}: cannot decode as {encoding} ({exc})") from None
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return data.decode("utf-16")
+    if b"\x00" in data[:4096]:
+        raise ValueError(f"{path}: not UTF-8 text (NUL bytes: UTF-16 without byte-order mark, "
+                         "or a binary file?); save the CSV as UTF-8")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         bad = exc.start
-    if b"\x00" in data[:4096]:
-        raise ValueError(f"{path}: not UTF-8 text (byte {data[bad]:#04x} at offset {bad}, and "
-                         "NUL bytes: UTF-16 or binary?); save the CSV as UTF-8")
     for enc in ("cp1252", "latin-1"):
         try:
             text = data.decode(enc)
