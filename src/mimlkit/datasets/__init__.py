@@ -87,6 +87,8 @@ def load_dataset(
     foreground: float | None = None,
     min_foreground: float = 0.5,
     random_state: int = 0,
+    missing: str = "error",
+    keep_ids: bool = False,
 ) -> MIMLDataset:
     """Load any supported dataset (see the module docstring for the dispatch rules).
 
@@ -96,6 +98,9 @@ def load_dataset(
     ``"No Finding"``) and ``group_column`` to image CSVs. ``tile`` (+ ``stride``, ``border``,
     ``foreground``, ``min_foreground``) turns an image dataset into tile bags with
     hand-crafted features. ``random_state`` seeds the built-in synthetic datasets.
+    ``missing`` (``"error"`` | ``"mean"`` | ``"zero"``) and ``keep_ids`` apply to ARFF: what
+    a ``?`` feature value does, and whether string/date and id-like nominal attributes are
+    kept (default: dropped with a warning naming them).
     """
     key = str(path).strip().lower()
     if key in ("synthetic", "synthetic-images"):
@@ -124,9 +129,11 @@ def load_dataset(
     if suffix == ".arff":
         lab = labels if labels is None or isinstance(labels, int) else list(labels)
         if is_relational_arff(p):
-            ds = load_miml_arff(p, labels_xml=labels_xml, labels=lab)
+            ds = load_miml_arff(p, labels_xml=labels_xml, labels=lab, missing=missing,
+                                keep_ids=keep_ids)
         else:
-            ds = load_mulan_arff(p, labels_xml=labels_xml, labels=lab)
+            ds = load_mulan_arff(p, labels_xml=labels_xml, labels=lab, missing=missing,
+                                 keep_ids=keep_ids)
     elif suffix == ".npz":
         ds = load_npz(p)
     elif suffix in (".csv", ".tsv"):

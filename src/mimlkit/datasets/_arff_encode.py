@@ -47,7 +47,7 @@ def check_missing_mode(missing: str) -> str:
 
 def _missing_error(locate: Locate, row: int, name: str) -> ValueError:
     return ValueError(f"{locate(row, name)}: missing value '?' (pass missing='mean' or "
-                      "missing='zero' to impute it; CLI --missing)")
+                      "missing='zero' to impute it; CLI: -o missing=mean)")
 
 
 def _numeric(table: np.ndarray, cols: list[int], attrs: list[Attribute],

@@ -43,6 +43,7 @@ from mimlkit.datasets._arff import (
     read_arff,
     resolve_label_names,
     scan_row,
+    strip_comment,
     tokenize_row,
 )
 from mimlkit.datasets._arff_encode import check_missing_mode, encode_columns
@@ -55,11 +56,13 @@ def is_relational_arff(path: str | Path) -> bool:
     """True if the ARFF header declares a ``relational`` attribute (reads the header only)."""
     with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
-            s = line.strip().lower()
+            s = line.strip().lstrip("\ufeff").lower()
             if s.startswith("@data"):
                 return False
-            if s.startswith("@attribute") and s.endswith("relational"):
-                return True
+            if s.startswith("@attribute") and "relational" in s:
+                s = strip_comment(s)
+                if s.endswith("relational") and s[-11].isspace():
+                    return True
     return False
 
 
