@@ -178,7 +178,7 @@ def _sparse_entries(sparse: list[str], sparse_at: list[int],
         inner = [x.strip() for x in sparse]
         counts = np.array([x.count(",") + 1 if x else 0 for x in inner], dtype=np.int64)
         text = ",".join(x for x in inner if x)
-        if " " in text or "\t" in text:
+        if " ," in text or ", " in text or "\t" in text:
             text = _WS_COMMA.sub(",", text)
         items = text.split(",") if text else []
         pairs = " ".join(items).split()
