@@ -581,7 +581,8 @@ def demo_cmd(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Output folder."),
     jobs: int = typer.Option(2, "--jobs", "-j", help="Parallel jobs."),
 ) -> None:
-    """Every registered quick learner on the built-in synthetic images (bench --suite synthetic)."""
+    """Every registered quick learner on the built-in synthetic images (the synthetic suite
+    of `mimlkit bench`)."""
     from mimlkit.evaluation.bench import run_suite
 
     res = run_suite("synthetic", jobs=jobs, out_dir=out, command=_command_line(),

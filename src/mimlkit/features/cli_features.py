@@ -56,8 +56,8 @@ def features(
     stride: int | None = typer.Option(None, "--stride", help="Tile stride (default: --tile)."),
     image_size: int | None = typer.Option(None, "--image-size", help="Network input side "
                                           "(default 224; 64 for tiny)."),
-    resize: str = typer.Option("full", "--resize", help="full (whole image, no crop) | "
-                               "shorter+crop"),
+    resize: str = typer.Option("full", "--resize", help="full | shorter+crop (full: the "
+                               "whole image resized, no crop)."),
     cache: Path | None = typer.Option(None, "--cache", help="Feature cache folder (re-runs "
                                       "and interrupted runs skip finished images)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Pictures per forward pass."),
