@@ -9,13 +9,18 @@ Metadata fields:
 - ``input``: "bags" (feature bags, ``Bags``) or "images" (an ``ImageSet`` of pictures)
 - ``quick``: True when it fits the built-in synthetic demo in seconds on 2 cores
 - ``description``: one line for ``mimlkit learners``
+- ``extra``: the optional dependency group it needs (``"deep"`` = torch), or None (core);
+  without it, resolving the learner raises ``MissingExtraError`` naming the extra
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
+
+from mimlkit._extras import EXTRAS, MissingExtraError, extra_for_module, missing_extra_error
 
 __all__ = ["LearnerSpec", "register_learner", "create", "get_learner_class", "list_learners",
            "learner_spec"]
@@ -30,6 +35,7 @@ class LearnerSpec:
     input: str = "bags"
     quick: bool = True
     params: dict[str, Any] = field(default_factory=dict)  # preset parameters
+    extra: str | None = None  # optional dependency group (mimlkit._extras.EXTRAS)
 
 
 _REGISTRY: dict[str, LearnerSpec] = {}
@@ -37,7 +43,7 @@ _REGISTRY: dict[str, LearnerSpec] = {}
 
 def register_learner(name: str, target: str | type, *, family: str = "user", description: str = "",
                      input: str = "bags", quick: bool = True, params: dict | None = None,
-                     overwrite: bool = False) -> LearnerSpec:
+                     overwrite: bool = False, extra: str | None = None) -> LearnerSpec:
     """Add a learner. ``target`` is a class or a ``"module:Class"`` string (lazy)."""
     key = name.lower()
     if key in _REGISTRY and not overwrite:
@@ -46,7 +52,10 @@ def register_learner(name: str, target: str | type, *, family: str = "user", des
         raise ValueError("input must be 'bags' or 'images'")
     if isinstance(target, type):
         target = f"{target.__module__}:{target.__qualname__}"
-    spec = LearnerSpec(key, target, family, description, input, quick, dict(params or {}))
+    if extra is not None and extra not in EXTRAS:
+        raise ValueError(f"extra must be one of {', '.join(EXTRAS)}, got {extra!r}")
+    spec = LearnerSpec(key, target, family, description, input, quick, dict(params or {}),
+                       extra)
     _REGISTRY[key] = spec
     return spec
 
@@ -59,15 +68,39 @@ def learner_spec(name: str) -> LearnerSpec:
 
 
 def get_learner_class(name: str) -> type:
+    """The class of a registered learner. A missing optional dependency (its ``extra``, or
+    a module of any extra that its module imports) raises ``MissingExtraError`` at once."""
     spec = learner_spec(name)
     module, _, cls = spec.target.partition(":")
+    what = f"learner {spec.name!r}"
+    if spec.extra is not None:
+        for dep in EXTRAS[spec.extra]:
+            if not _findable(dep):
+                raise missing_extra_error(spec.extra, dep, what)
     try:
         mod = importlib.import_module(module)
+    except MissingExtraError:
+        raise
     except ImportError as exc:
+        extra = extra_for_module(getattr(exc, "name", None))
+        if extra is not None and isinstance(exc, ModuleNotFoundError):
+            raise missing_extra_error(extra, exc.name, what) from None
         raise ImportError(
             f"learner {name!r} needs {module}, which failed to import: {exc}"
         ) from exc
     return getattr(mod, cls)
+
+
+def _findable(module: str) -> bool:
+    """True when ``module`` is importable in principle (found on the path; not imported)."""
+    import sys
+
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def create(name: str, **params: Any):
@@ -157,5 +190,11 @@ _BUILTIN = [
      "self-paced deep MIML on image tiles (Jiang et al., TMI)", {}),
 ]
 
+# Learners needing an optional dependency group (pip install 'mimlkit[deep]').
+_BUILTIN_EXTRAS = {"deepmiml": "deep", "vgg-l1lr": "deep", "vgg-lr": "deep",
+                   "multilabel-head": "deep", "multilabel-cnn": "deep",
+                   "selfpaced-miml": "deep"}
+
 for _n, _t, _f, _i, _q, _d, _p in _BUILTIN:
-    register_learner(_n, _t, family=_f, input=_i, quick=_q, description=_d, params=_p)
+    register_learner(_n, _t, family=_f, input=_i, quick=_q, description=_d, params=_p,
+                     extra=_BUILTIN_EXTRAS.get(_n))

@@ -888,7 +888,9 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
         """One PNG per image: the image, then one panel per predicted label (the top label
         when none passes τ) with the tiles' scores for that label overlaid (max over
         overlapping tiles); tiles above τ are outlined. Returns the written paths."""
-        import matplotlib
+        from mimlkit._extras import require
+
+        matplotlib = require("report", "matplotlib", "SelfPacedMIML.save_heatmaps")
 
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt

@@ -713,7 +713,9 @@ class Trainer:
         path = Path(path) if path else self.curve_path
         if path is None or not self.history or not self.is_main:
             return None
-        import matplotlib
+        from mimlkit._extras import require
+
+        matplotlib = require("report", "matplotlib", "Trainer.plot_curves")
 
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
@@ -839,7 +841,9 @@ class Trainer:
         if hasattr(task, "on_fit_end"):
             task.on_fit_end(self)
         self._write_history()
-        if self.curve_path is not None:
+        from mimlkit._extras import has_extra
+
+        if self.curve_path is not None and has_extra("report"):  # PNG needs matplotlib
             self.plot_curves()
         return self
 

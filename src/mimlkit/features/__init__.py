@@ -17,7 +17,8 @@ _LAZY = {
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
+        from mimlkit._extras import require
 
-        return getattr(importlib.import_module(f"mimlkit.features.{_LAZY[name]}"), name)
+        return getattr(require("deep", f"mimlkit.features.{_LAZY[name]}",
+                               f"mimlkit.features.{name}"), name)
     raise AttributeError(f"module 'mimlkit.features' has no attribute {name!r}")

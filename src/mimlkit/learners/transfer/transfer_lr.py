@@ -210,7 +210,10 @@ def _cached_extractor(backbone: str, weights: str | None, seed: int, image_size:
                       resize: str):
     """Extractors are rebuilt from parameters (never stored on the estimator, so it stays
     picklable/skops-safe); the two most recent ones are kept in memory."""
-    from mimlkit.features.multilevel import make_extractor
+    from mimlkit._extras import require
+
+    make_extractor = require("deep", "mimlkit.features.multilevel",
+                             "TransferImageLR (CNN features)").make_extractor
 
     return make_extractor(backbone, weights, seed=seed, image_size=image_size, resize=resize)
 
@@ -285,8 +288,11 @@ class TransferImageLR(MIMLClassifierMixin, BaseEstimator):
         """Feature bags of the images ``X`` (precomputed ``Bags`` pass through)."""
         if isinstance(X, Bags):
             return X
+        from mimlkit._extras import require
         from mimlkit.datasets.base import ImageSet
-        from mimlkit.features.extract import extract_features
+
+        extract_features = require("deep", "mimlkit.features.extract",
+                                   "TransferImageLR (CNN features)").extract_features
 
         if isinstance(X, np.ndarray) and X.ndim == 4:
             X = list(X)
