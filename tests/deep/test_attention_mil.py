@@ -63,6 +63,17 @@ def test_fit_shapes_padding_invariance(name):
     assert est.get_params()["hidden"] == 16 and clone(est).get_params() == est.get_params()
 
 
+def test_scaling_fitted_on_training_instances():
+    X, Y = _tiny_bags(5)
+    a = ABMIL(**FAST).fit(X, Y)
+    shifted = [b * 40.0 - 200.0 for b in X]  # unscaled input: same fit after scaling
+    b = ABMIL(**FAST).fit(shifted, Y)
+    np.testing.assert_allclose(b.decision_function(shifted), a.decision_function(X),
+                               rtol=1e-3, atol=1e-3)
+    raw = ABMIL(scale=None, **FAST).fit(shifted, Y)
+    assert not np.allclose(raw.decision_function(shifted), a.decision_function(X), atol=1e-3)
+
+
 def test_contribution_decomposes_bag_logit():
     X, Y = _tiny_bags(1)
     ab = ABMIL(**FAST).fit(X, Y)
@@ -83,7 +94,7 @@ def test_contribution_decomposes_bag_logit():
 def test_abmil_learns_and_localises(data):
     ds = data
     tr, te = np.arange(100), np.arange(100, 150)
-    est = ABMIL(hidden=32, att_dim=16, max_epochs=30, lr=3e-3, batch_size=16,
+    est = ABMIL(hidden=32, att_dim=16, max_epochs=20, lr=3e-3, batch_size=16,
                 device="cpu").fit(ds.bags[tr], ds.Y[tr])
     assert average_precision(ds.Y[te], est.decision_function(ds.bags[te])) > 0.9
     lo = ds.bags.offsets[100]
@@ -91,11 +102,6 @@ def test_abmil_learns_and_localises(data):
     truth = ds.instance_labels[lo:]
     aucs = [roc_auc_score(truth[:, k], inst[:, k]) for k in range(truth.shape[1])]
     assert min(aucs) > 0.9, aucs
-    # unscaled input (shift + scale) gives the same fit: scaling is fitted on training data
-    shifted = ds.bags.with_instances(ds.bags.instances * 40.0 - 200.0)
-    est2 = clone(est).fit(shifted[tr], ds.Y[tr])
-    np.testing.assert_allclose(est2.decision_function(shifted[te]),
-                               est.decision_function(ds.bags[te]), rtol=1e-3, atol=1e-3)
 
 
 def test_transmil_uses_tile_coordinates():
@@ -162,17 +168,6 @@ def test_single_positive_and_validation(data):
         ABMIL(attention="both", max_epochs=1).fit(*_tiny_bags())
     with pytest.raises(ValueError, match="max_instances"):
         DSMIL(max_instances=0).fit(*_tiny_bags())
-
-
-def test_save_load_roundtrip(tmp_path):
-    from mimlkit.persistence import load, save
-
-    X, Y = _tiny_bags(2)
-    est = TransMIL(**FAST).fit(X, Y)
-    save(est, tmp_path / "m")
-    again = load(tmp_path / "m")
-    np.testing.assert_allclose(again.decision_function(X), est.decision_function(X),
-                               rtol=1e-6, atol=1e-6)
 
 
 _FAST_LOSSES = ["bce", "asl", "zlpr", "opml"]

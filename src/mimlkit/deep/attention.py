@@ -61,6 +61,9 @@ class ABMILNet(nn.Module):
         s = h @ self.classifier.weight.T  # instance logits without bias (B, n, K)
         return a.to(s.dtype), s
 
+    def output_biases(self) -> list[torch.Tensor]:
+        return [self.classifier.bias]
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor, pos: Any = None) -> torch.Tensor:
         a, s = self._parts(x, mask)
         return (a * s).sum(1) + self.classifier.bias
@@ -88,6 +91,9 @@ class PoolMILNet(nn.Module):
             return m / m.sum(1, keepdim=True).clamp_min(1.0)
         idx = s.masked_fill(~mask[..., None], float("-inf")).argmax(1, keepdim=True)
         return torch.zeros_like(s).scatter_(1, idx, 1.0)
+
+    def output_biases(self) -> list[torch.Tensor]:
+        return [self.classifier.bias]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, pos: Any = None) -> torch.Tensor:
         s = self.classifier(self.encoder(x))

@@ -68,6 +68,9 @@ class DSMILNet(nn.Module):
         c_bag = (a * vs).sum(1) + self.bag_bias
         return c, crit, c_max, a, vs, c_bag
 
+    def output_biases(self) -> list[torch.Tensor]:
+        return [self.instance_classifier.bias, self.bag_bias]
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor, pos: Any = None) -> torch.Tensor:
         _, _, c_max, _, _, c_bag = self._parts(x, mask)
         return 0.5 * (c_max + c_bag)

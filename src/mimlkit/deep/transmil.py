@@ -153,6 +153,9 @@ class TransMILNet(nn.Module):
         t, cls = self.layer2(t, m)
         return self.norm(t), cls[:, 1:]
 
+    def output_biases(self) -> list[torch.Tensor]:
+        return [self.head.bias]
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         t, _ = self._tokens(x, mask, pos)
         return self.head(t[:, 0])

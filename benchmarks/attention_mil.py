@@ -1,0 +1,300 @@
+"""Attention MIL on MIML data (issue 15): selection, Scene AP, localisation, single positive.
+
+Stages (each adds its section to ``results/attention_mil.json`` / ``.md``; rerun any):
+
+* ``select``  — settings of ``abmil`` / ``dsmil`` / ``transmil`` chosen on **inner** splits of
+  the training part of Scene outer split 0 (the test part is never touched): a small grid of
+  (lr, max_epochs, dropout); the winner (mean inner AP) became the library default.
+* ``scene``   — Scene (2000 bags, 2/3 train - 1/3 test, ``RepeatedRandomSplit(random_state=0)``,
+  ``--splits`` repetitions): AP and fit time of the attention models with their defaults next to
+  ``deepmiml``, ``mimlfast``, ``bls`` and ``pooled-linear`` (defaults), on the same splits.
+* ``localise`` — synthetic bags with instance truth (``make_miml_bags``; 1-2 label-carrying
+  instances per positive label among 4-12): instance-level ROC AUC and AP of ``instance_scores``
+  per label (macro mean) for every bag learner that defines instance scores.
+* ``spmll``   — single-positive Scene (one positive per training bag, ``make_single_positive``):
+  ``abmil`` with assume-negative BCE vs OPML vs full labels; the OPML variant (a) is chosen on a
+  fully labelled validation fifth of the training part (``spmll_split``), never the test part.
+
+Usage::
+
+    python benchmarks/attention_mil.py --stage select
+    python benchmarks/attention_mil.py --stage scene --splits 5
+    python benchmarks/attention_mil.py --stage localise
+    python benchmarks/attention_mil.py --stage spmll --splits 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, SCENE_ARFF, write_results  # noqa: E402
+
+NAME = "attention_mil"
+ATTN = ["abmil", "transmil", "dsmil"]
+PEERS = ["deepmiml", "mimlfast", "bls", "pooled-linear"]
+GRID = {
+    "abmil": {"lr": [1e-3, 3e-3], "max_epochs": [15, 30], "dropout": [0.1, 0.3]},
+    "dsmil": {"lr": [1e-3, 3e-3], "max_epochs": [15, 30], "dropout": [0.1, 0.3]},
+    "transmil": {"lr": [1e-3, 3e-3], "max_epochs": [15, 30]},
+}
+
+
+def _load_json() -> dict[str, Any]:
+    p = RESULTS / f"{NAME}.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def _scene():
+    from mimlkit.datasets import load_dataset
+
+    if not SCENE_ARFF.exists():
+        raise SystemExit(f"Scene data not found at {SCENE_ARFF}")
+    return load_dataset(SCENE_ARFF)
+
+
+def _splits(n_bags: int, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    from mimlkit.evaluation import RepeatedRandomSplit
+
+    return list(RepeatedRandomSplit(n_repeats=n, train_size=2 / 3, random_state=0)
+                .split(np.zeros(n_bags)))
+
+
+def _fit_ap(est, ds, tr, te) -> tuple[float, float]:
+    from mimlkit.metrics import average_precision
+
+    t0 = time.perf_counter()
+    est.fit(ds.bags[tr], ds.Y[tr])
+    fit_s = time.perf_counter() - t0
+    return float(average_precision(ds.Y[te], est.decision_function(ds.bags[te]))), fit_s
+
+
+# ----------------------------------------------------------------------------- stages
+def stage_select(args) -> dict[str, Any]:
+    from mimlkit.registry import create
+
+    ds = _scene()
+    tr0, _ = _splits(ds.bags.n_bags, 1)[0]  # outer split 0: only its training part is used
+    inner = [(tr0[a], tr0[b]) for a, b in _splits(len(tr0), args.inner)]
+    out: dict[str, Any] = {}
+    for name in args.models or list(GRID):
+        grid = GRID[name]
+        rows = []
+        for values in itertools.product(*grid.values()):
+            params = dict(zip(grid, values))
+            aps, times = [], []
+            for itr, iva in inner:
+                ap, fs = _fit_ap(create(name, **params), ds, itr, iva)
+                aps.append(ap)
+                times.append(fs)
+            rows.append({"params": params, "inner_ap": aps, "mean_ap": float(np.mean(aps)),
+                         "fit_s": float(np.mean(times))})
+            print(name, params, round(rows[-1]["mean_ap"], 4), f"{np.mean(times):.1f}s",
+                  flush=True)
+        best = max(rows, key=lambda r: r["mean_ap"])
+        out[name] = {"rows": rows, "best": best["params"]}
+        print("best", name, best["params"], flush=True)
+    return {"n_inner": args.inner, "models": out}
+
+
+def stage_scene(args) -> dict[str, Any]:
+    from mimlkit.registry import create
+
+    ds = _scene()
+    names = args.models or ATTN + PEERS
+    res: dict[str, Any] = {n: {"ap": [], "fit_s": []} for n in names}
+    for i, (tr, te) in enumerate(_splits(ds.bags.n_bags, args.splits)):
+        for n in names:
+            ap, fs = _fit_ap(create(n), ds, tr, te)
+            res[n]["ap"].append(ap)
+            res[n]["fit_s"].append(fs)
+            print(f"split {i} {n}: AP {ap:.4f} fit {fs:.1f}s", flush=True)
+    return {"n_splits": args.splits, "learners": res}
+
+
+def _instance_scores(est, bags) -> np.ndarray:
+    if hasattr(est, "instance_scores"):
+        return np.concatenate(est.instance_scores(bags))
+    return np.asarray(est.decision_function_instances(bags))
+
+
+LOCALISERS = ["abmil", "transmil", "dsmil", "meanmil", "maxmil", "deepmiml", "mimlfast",
+              "mimlmisvm", "pooled-linear"]
+
+
+def stage_localise(args) -> dict[str, Any]:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from mimlkit.datasets import make_miml_bags
+    from mimlkit.metrics import average_precision
+    from mimlkit.registry import create
+
+    out: dict[str, Any] = {}
+    kinds = {"abmil": ["contribution", "attention", "logit"],
+             "transmil": ["contribution", "attention", "logit"],
+             "dsmil": ["contribution", "attention", "logit"]}
+    for seed in range(args.seeds):
+        ds = make_miml_bags(n_bags=600, n_labels=5, n_features=16, bag_size=(4, 12),
+                            random_state=seed)
+        tr, te = np.arange(400), np.arange(400, 600)
+        lo = int(ds.bags.offsets[400])
+        truth = ds.instance_labels[lo:]
+        for name in args.models or LOCALISERS:
+            est = create(name)
+            t0 = time.perf_counter()
+            est.fit(ds.bags[tr], ds.Y[tr])
+            fs = time.perf_counter() - t0
+            bag_ap = float(average_precision(ds.Y[te], est.decision_function(ds.bags[te])))
+            for kind in kinds.get(name, [None]):
+                S = (np.concatenate(est.instance_scores(ds.bags[te], kind=kind)) if kind
+                     else _instance_scores(est, ds.bags[te]))
+                auc = [float(roc_auc_score(truth[:, k], S[:, k])) for k in range(truth.shape[1])]
+                ap = [float(average_precision_score(truth[:, k], S[:, k]))
+                      for k in range(truth.shape[1])]
+                key = name if kind in (None, "contribution") else f"{name} ({kind})"
+                r = out.setdefault(key, {"auc": [], "ap": [], "bag_ap": [], "fit_s": []})
+                r["auc"].append(auc)
+                r["ap"].append(ap)
+                r["bag_ap"].append(bag_ap)
+                r["fit_s"].append(fs)
+                print(f"seed {seed} {key}: inst AUC {np.mean(auc):.3f} AP {np.mean(ap):.3f} "
+                      f"bag AP {bag_ap:.3f} fit {fs:.1f}s", flush=True)
+    return {"n_seeds": args.seeds, "learners": out,
+            "data": "make_miml_bags(n_bags=600, n_labels=5, n_features=16, bag_size=(4, 12), "
+                    "random_state=seed); train bags 0-399, test bags 400-599"}
+
+
+def stage_spmll(args) -> dict[str, Any]:
+    from mimlkit.deep.spmll import make_single_positive, spmll_split
+    from mimlkit.metrics import average_precision
+    from mimlkit.registry import create
+
+    ds = _scene()
+    a_grid = [0.3, 0.5, 0.7]
+    res: dict[str, Any] = {"full (bce)": [], "single-positive AN-BCE": [],
+                           "single-positive OPML": [], "opml_a": []}
+    for i, (tr, te) in enumerate(_splits(ds.bags.n_bags, args.splits)):
+        fit_idx, val_idx = spmll_split(len(tr), val_frac=0.2, split_seed=1200 + i)
+        ftr, val = tr[fit_idx], tr[val_idx]
+        Ysp = make_single_positive(ds.Y[ftr], random_state=1200 + i)
+        best = None
+        for a in a_grid:  # OPML variant chosen on the fully labelled validation part
+            est = create("abmil", loss="opml", loss_params={"a": a, "b": 1 - a})
+            est.fit(ds.bags[ftr], Ysp)
+            v = float(average_precision(ds.Y[val], est.decision_function(ds.bags[val])))
+            if best is None or v > best[0]:
+                best = (v, a, est)
+        runs = {"full (bce)": create("abmil").fit(ds.bags[ftr], ds.Y[ftr]),
+                "single-positive AN-BCE": create("abmil", loss="an").fit(ds.bags[ftr], Ysp),
+                "single-positive OPML": best[2]}
+        for k, est in runs.items():
+            res[k].append(float(average_precision(ds.Y[te], est.decision_function(ds.bags[te]))))
+        res["opml_a"].append(best[1])
+        print(f"split {i}: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in res.items()), flush=True)
+    return {"n_splits": args.splits, "opml_a_grid": a_grid, "results": res}
+
+
+# ----------------------------------------------------------------------------- report
+def _ms(v) -> str:
+    v = np.asarray(v, dtype=float)
+    return f"{v.mean():.3f} ± {v.std():.3f}" if v.size > 1 else f"{v.mean():.3f}"
+
+
+def _markdown(data: dict[str, Any]) -> str:
+    L = ["Machine shared with other jobs (2 CPU cores, ~9 agents): fit times are upper bounds.",
+         ""]
+    sel = data.get("select")
+    if sel:
+        L += ["## Selection of the defaults (inner splits of Scene outer split 0's training "
+              "part)", "",
+              f"{sel['n_inner']} inner 2/3-1/3 splits of the 1333 training bags; mean inner AP.",
+              "", "| model | params | inner AP | fit s |", "|---|---|---|---|"]
+        for m, d in sel["models"].items():
+            for r in d["rows"]:
+                star = " **(chosen)**" if r["params"] == d["best"] else ""
+                L.append(f"| {m} | {r['params']}{star} | {r['mean_ap']:.4f} | "
+                         f"{r['fit_s']:.1f} |")
+        L.append("")
+    sc = data.get("scene")
+    if sc:
+        L += [f"## Scene AP ({sc['n_splits']} splits of 2/3-1/3, library defaults)", "",
+              "| learner | AP ↑ (mean ± std) | fit s per split (mean) |", "|---|---|---|"]
+        for n, r in sorted(sc["learners"].items(), key=lambda kv: -np.mean(kv[1]["ap"])):
+            L.append(f"| {n} | {_ms(r['ap'])} | {np.mean(r['fit_s']):.1f} |")
+        L.append("")
+    lo = data.get("localise")
+    if lo:
+        L += [f"## Instance localisation on synthetic bags ({lo['n_seeds']} seeds)", "",
+              f"Data: {lo['data']}. Instance-level ROC AUC / AP of `instance_scores` against "
+              "the true instance labels, macro mean over the 5 labels (then mean over seeds); "
+              "kind in brackets where a model offers several (default kind unbracketed).", "",
+              "| learner | instance AUC ↑ | instance AP ↑ | bag AP ↑ | fit s |",
+              "|---|---|---|---|---|"]
+        for n, r in sorted(lo["learners"].items(), key=lambda kv: -np.mean(kv[1]["auc"])):
+            L.append(f"| {n} | {np.mean(r['auc']):.3f} | {np.mean(r['ap']):.3f} | "
+                     f"{np.mean(r['bag_ap']):.3f} | {np.mean(r['fit_s']):.1f} |")
+        L.append("")
+    sp = data.get("spmll")
+    if sp:
+        r = sp["results"]
+        L += [f"## Single-positive Scene with abmil ({sp['n_splits']} splits)", "",
+              "Training part: 80% fitted with one positive per bag (others unobserved), 20% "
+              "fully labelled validation (OPML's a chosen there from "
+              f"{sp['opml_a_grid']}); test part only for the reported AP.", "",
+              "| labels / loss | test AP ↑ |", "|---|---|"]
+        for k in ("full (bce)", "single-positive AN-BCE", "single-positive OPML"):
+            L.append(f"| {k} | {_ms(r[k])} |")
+        full, an, op = (np.mean(r[k]) for k in ("full (bce)", "single-positive AN-BCE",
+                                                "single-positive OPML"))
+        if full > an:
+            L += ["", f"OPML closes {100 * (op - an) / (full - an):.0f}% of the AP gap between "
+                  f"assume-negative BCE and full labels (chosen a per split: {r['opml_a']})."]
+        L.append("")
+    L += ["torchmil peer comparison: not run (see docs/attention_mil.md)."]
+    return "\n".join(L)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--stage", required=True,
+                    choices=["select", "scene", "localise", "spmll", "report"])
+    ap.add_argument("--splits", type=int, default=5)
+    ap.add_argument("--inner", type=int, default=2)
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--models", nargs="*", default=None)
+    args = ap.parse_args(argv)
+    new = None
+    if args.stage != "report":
+        fn = {"select": stage_select, "scene": stage_scene, "localise": stage_localise,
+              "spmll": stage_spmll}[args.stage]
+        new = fn(args)
+    data = _load_json()  # read after the run: other stages may have finished meanwhile
+    for k in ("name", "machine", "command", "date"):
+        data.pop(k, None)
+    commands = data.pop("commands", {})
+    if new is not None:
+        if args.models and args.stage in ("select", "scene", "localise") and args.stage in data:
+            key = "models" if args.stage == "select" else "learners"
+            merged = dict(data[args.stage].get(key, {}))
+            merged.update(new[key])
+            new[key] = merged
+        data[args.stage] = new
+        from _common import command
+
+        commands[args.stage] = command()
+    data["commands"] = commands
+    body = "Stage commands: " + "; ".join(f"{k}: `{v}`" for k, v in commands.items()) + \
+        "\n\n" + _markdown(data)
+    write_results(NAME, data, body, title="Attention MIL (abmil, transmil, dsmil) on MIML data")
+
+
+if __name__ == "__main__":
+    main()
