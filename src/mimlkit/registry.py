@@ -193,7 +193,8 @@ _BUILTIN = [
 # Learners needing an optional dependency group (pip install 'mimlkit[deep]').
 _BUILTIN_EXTRAS = {"deepmiml": "deep", "vgg-l1lr": "deep", "vgg-lr": "deep",
                    "multilabel-head": "deep", "multilabel-cnn": "deep",
-                   "selfpaced-miml": "deep"}
+                   "selfpaced-miml": "deep", "abmil": "deep", "transmil": "deep",
+                   "dsmil": "deep", "meanmil": "deep", "maxmil": "deep"}
 
 for _n, _t, _f, _i, _q, _d, _p in _BUILTIN:
     register_learner(_n, _t, family=_f, input=_i, quick=_q, description=_d, params=_p,
