@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mimlkit.datasets import TileBagger, load_dataset, make_miml_bags, make_miml_images
+from mimlkit.datasets.synthetic import stress_variants
 from mimlkit.features.handcrafted import images_to_bags
 
 
@@ -119,3 +120,101 @@ def test_builtin_names():
     assert b.name == "synthetic-bags" and len(b) == 200
     with pytest.raises(ValueError, match="no such file or directory.*synthetic"):
         load_dataset("not-a-dataset")
+
+
+# ----------------------------------------------------------------------------- stress options
+def test_stress_options_default_off_keep_data_identical():
+    a = make_miml_bags(n_bags=80, random_state=11)
+    b = make_miml_bags(n_bags=80, random_state=11, feature_scale=None, density=None,
+                       single_instance=False, label_noise=0.0, empty_share=0.0)
+    assert a.bags == b.bags and np.array_equal(a.Y, b.Y) and a.meta == b.meta
+
+
+def test_feature_scale_spans_the_requested_exponents():
+    base = make_miml_bags(n_bags=300, n_features=11, random_state=4)
+    ds = make_miml_bags(n_bags=300, n_features=11, random_state=4, feature_scale=(-6, 4))
+    factor = np.array(ds.meta["feature_scale"])
+    np.testing.assert_allclose(np.sort(np.log10(factor)), np.linspace(-6, 4, 11), atol=1e-12)
+    # the same instances, each feature multiplied by its factor
+    np.testing.assert_allclose(ds.bags.instances, base.bags.instances * factor, rtol=1e-5)
+    spread = np.log10(np.abs(ds.bags.instances).max(axis=0))
+    assert spread.max() - spread.min() > 9
+    np.testing.assert_array_equal(ds.Y, base.Y)
+
+
+def test_density_gives_sparse_high_dimensional_instances_with_signal():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import label_ranking_average_precision_score as lrap
+
+    ds = make_miml_bags(n_bags=300, n_features=1000, bag_size=(2, 6), density=0.015,
+                        random_state=0)
+    X = ds.bags.instances
+    assert X.shape[1] == 1000 and X.dtype == np.float32
+    nnz = (X != 0).sum(axis=1)
+    assert (nnz <= 15).all() and nnz.mean() > 14  # round(0.015 * 1000) = 15 per instance
+    np.testing.assert_array_equal(bag_or(ds), ds.Y)
+    pooled = ds.bags.pool("max")
+    tr, te = np.arange(200), np.arange(200, 300)
+    S = np.column_stack([LogisticRegression(max_iter=2000).fit(pooled[tr], ds.Y[tr, k])
+                         .decision_function(pooled[te]) for k in range(ds.n_labels)])
+    chance = lrap(ds.Y[te], np.random.default_rng(0).random(S.shape))
+    assert lrap(ds.Y[te], S) > chance + 0.2  # the concepts stay learnable
+
+
+def test_many_labels_low_cardinality():
+    ds = make_miml_bags(**{**stress_variants()["many-labels"], "random_state": 0})
+    assert ds.n_labels >= 50
+    assert ds.Y.sum(axis=1).mean() < 2
+    assert (ds.Y.sum(axis=0) > 0).sum() >= 50  # most labels occur
+    np.testing.assert_array_equal(bag_or(ds), ds.Y)
+
+
+def test_single_instance_and_large_bags():
+    one = make_miml_bags(n_bags=200, single_instance=True, random_state=1)
+    assert (one.bags.sizes == 1).all() and one.bags.n_instances == 200
+    np.testing.assert_array_equal(one.instance_labels, one.Y)
+    assert (one.Y.sum(axis=1) > 1).any()  # multi-label single instances exist
+    big = make_miml_bags(**{**stress_variants()["large-bags"], "random_state": 0})
+    assert big.bags.sizes.min() >= 500
+    np.testing.assert_array_equal(bag_or(big), big.Y)
+
+
+def test_label_noise_flips_at_the_requested_rate():
+    clean = make_miml_bags(n_bags=2000, n_labels=5, random_state=2)
+    ds = make_miml_bags(n_bags=2000, n_labels=5, random_state=2, label_noise=0.1)
+    assert clean.bags == ds.bags
+    flipped = ds.Y != bag_or(ds)  # instance truth stays clean
+    assert abs(flipped.mean() - 0.1) < 0.01
+    assert flipped.sum() == ds.meta["label_noise_flipped"]
+    np.testing.assert_array_equal(bag_or(ds), clean.Y)
+
+
+def test_empty_share_of_label_sets():
+    ds = make_miml_bags(n_bags=500, empty_share=0.2, random_state=3)
+    empty = ds.Y.sum(axis=1) == 0
+    assert empty.sum() == 100
+    np.testing.assert_array_equal(bag_or(ds), ds.Y)  # empty bags hold no concept instance
+    kind = ds.bags.instance_meta["kind"]
+    assert (kind[np.isin(ds.bags.bag_index, np.flatnonzero(empty))] != 0).all()
+
+
+def test_stress_variants_are_small_and_valid():
+    variants = stress_variants()
+    assert {"scales", "sparse-highdim", "many-labels", "single-instance", "large-bags",
+            "label-noise", "empty-labels"} <= set(variants)
+    for name, params in variants.items():
+        ds = make_miml_bags(random_state=0, **params)
+        assert 100 <= len(ds) <= 600, name
+        assert ds.bags.n_instances <= 70_000, name
+        assert np.isfinite(ds.bags.instances).all(), name
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"feature_scale": (4, -6)}, "feature_scale"),
+    ({"density": 0.0}, "density"),
+    ({"label_noise": 0.7}, "label_noise"),
+    ({"empty_share": 1.0}, "empty_share"),
+])
+def test_stress_options_validated(kw, match):
+    with pytest.raises(ValueError, match=match):
+        make_miml_bags(**kw)

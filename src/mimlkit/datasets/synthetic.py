@@ -17,7 +17,17 @@ fills ``bags`` with ``colour_texture_features`` of the tiles (coords in instance
 exactly what ``images_to_bags(ds.images, TileBagger(tile_size))`` would produce.
 
 Both are deterministic given ``random_state`` (an int, a ``numpy.random.Generator`` or a
-``RandomState``), vectorised, and every bag has at least one label.
+``RandomState``), vectorised, and every bag has at least one label (unless ``empty_share`` or
+``label_noise`` says otherwise).
+
+Stress options of ``make_miml_bags`` (all off by default, so default data is unchanged):
+``feature_scale`` (each feature multiplied by ``10**u``, u spread over a range such as
+-6..4), ``density`` (high-dimensional sparse instances: each cluster keeps a random support
+of ``density * n_features`` features; returned as a *dense* float32 array), many rare labels
+(``n_labels`` >= 50 with a low ``cardinality``), ``single_instance`` (one instance per bag),
+large bags (``bag_size=(500, 600)``), ``label_noise`` (bag-label flip rate) and
+``empty_share`` (share of bags with no label). ``stress_variants()`` names one small
+parameter set for each.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import numpy as np
 from mimlkit.bags import Bags
 from mimlkit.datasets.base import ImageSet, MIMLDataset
 
-__all__ = ["make_miml_bags", "make_miml_images"]
+__all__ = ["make_miml_bags", "make_miml_images", "stress_variants"]
 
 
 def _rng(random_state: Any) -> np.random.Generator:
@@ -97,6 +107,11 @@ def make_miml_bags(
     cardinality: float = 1.5,
     n_background: int | None = None,
     separation: float = 3.0,
+    feature_scale: tuple[float, float] | None = None,
+    density: float | None = None,
+    single_instance: bool = False,
+    label_noise: float = 0.0,
+    empty_share: float = 0.0,
 ) -> MIMLDataset:
     """Bags of vectors with instance-level truth (``instance_labels``, n_instances x K).
 
@@ -114,6 +129,21 @@ def make_miml_bags(
     cardinality : target mean number of labels per bag (before co-occurrence/empty fixes).
     n_background : number of background clusters (default ``max(3, n_labels)``).
     separation : scale of the cluster centres (distance between concepts ~ separation*sqrt(2)).
+    feature_scale : ``(lo, hi)``: feature j is multiplied by ``10**u_j``, the exponents
+        evenly spread over [lo, hi] in a random feature order (e.g. ``(-6, 4)``);
+        ``meta["feature_scale"]`` holds the factors.
+    density : share of non-zero features per instance (e.g. 0.015 with ``n_features=1000``):
+        every cluster (concept, background; a distractor shares its concept's) keeps a
+        random support of ``max(1, round(density * n_features))`` features, its centre is
+        moved into that support (same norm) and its instances are zero outside it. The
+        instances stay a dense float32 array.
+    single_instance : every bag holds exactly one instance: the mean of one concept
+        instance per label of the bag (a background/distractor instance for a bag without
+        labels); ``instance_labels`` is then the bag's label set.
+    label_noise : probability that each bag-label entry of ``Y`` is flipped after the
+        instances are drawn (``instance_labels`` keep the clean truth).
+    empty_share : share of bags drawn with an empty label set (their instances are all
+        background / distractors).
     """
     rng = _rng(random_state)
     n, K, d, C = int(n_bags), int(n_labels), int(n_features), int(n_concepts_per_label)
@@ -125,6 +155,7 @@ def make_miml_bags(
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise!r}")
     B = int(n_background) if n_background is not None else max(3, K)
+    _check_stress(d, feature_scale, density, label_noise, empty_share)
 
     def unit(m: int) -> np.ndarray:
         v = rng.standard_normal((m, d))
@@ -135,9 +166,16 @@ def make_miml_bags(
     distractors = concepts + unit(K * C) * separation * 1.2  # near, but off, each concept
 
     Y, partner = _sample_labelsets(rng, n, K, cardinality, cooccurrence)
-    m = Y.astype(np.int64) * rng.integers(1, 3, size=(n, K))  # 1-2 concept instances / label
-    n_pos = m.sum(axis=1)
-    sizes = np.maximum(rng.integers(lo, hi + 1, size=n), n_pos)
+    if empty_share > 0:
+        Y[rng.choice(n, size=int(round(empty_share * n)), replace=False)] = 0
+    if single_instance:  # one concept instance per label (merged below), else one other
+        m = Y.astype(np.int64)
+        n_pos = m.sum(axis=1)
+        sizes = np.maximum(n_pos, 1)
+    else:
+        m = Y.astype(np.int64) * rng.integers(1, 3, size=(n, K))  # 1-2 concept instances
+        n_pos = m.sum(axis=1)
+        sizes = np.maximum(rng.integers(lo, hi + 1, size=n), n_pos)
     n_other = sizes - n_pos
 
     # concept instances
@@ -148,19 +186,42 @@ def make_miml_bags(
     # background / distractor instances
     oth_bag = np.repeat(np.arange(n), n_other)
     is_dis = rng.random(oth_bag.size) < distractor_rate
-    oth_x = np.where(is_dis[:, None],
-                     distractors[rng.integers(0, K * C, size=oth_bag.size)],
-                     background[rng.integers(0, B, size=oth_bag.size)])
+    dis_idx = rng.integers(0, K * C, size=oth_bag.size)
+    bg_idx = rng.integers(0, B, size=oth_bag.size)
+    oth_x = np.where(is_dis[:, None], distractors[dis_idx], background[bg_idx])
     bag_ids = np.concatenate([pos_bag, oth_bag])
-    X = np.concatenate([pos_x, oth_x]) + noise * rng.standard_normal((bag_ids.size, d))
+    E = rng.standard_normal((bag_ids.size, d))
+    X = np.concatenate([pos_x, oth_x]) + noise * E
     inst = np.zeros((bag_ids.size, K), dtype=np.int8)
     inst[np.arange(pos_lab.size), pos_lab] = 1
     kind = np.concatenate([np.zeros(pos_lab.size, np.int8),  # 0 concept, 1 background,
                            np.where(is_dis, 2, 1).astype(np.int8)])  # 2 distractor
-    order = _shuffle_within(rng, bag_ids)
+    if density is not None:  # cluster supports; distractors share their concept's
+        cluster = np.concatenate([pos_cluster, np.where(is_dis, dis_idx, K * C + bg_idx)])
+        centre = np.concatenate([pos_x, oth_x])
+        X = _sparsify(rng, centre, cluster, K * C + B, E * noise, density)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])
-    bags = Bags(X[order].astype(np.float32), offsets, {"kind": kind[order]})
+    if single_instance:  # merge each bag's instances (concepts of its labels) into one
+        grp = np.argsort(bag_ids, kind="stable")
+        X = np.add.reduceat(X[grp], offsets[:-1], axis=0) / sizes[:, None]
+        inst = np.maximum.reduceat(inst[grp], offsets[:-1], axis=0)
+        kind = np.minimum.reduceat(kind[grp], offsets[:-1])
+        bag_ids = np.arange(n)
+        offsets = np.arange(n + 1, dtype=np.int64)
+    order = _shuffle_within(rng, bag_ids)
+    X = X[order]
+    extra: dict[str, Any] = {}
+    if feature_scale is not None:
+        u = rng.permutation(np.linspace(float(feature_scale[0]), float(feature_scale[1]), d))
+        factor = 10.0 ** u
+        X = X * factor
+        extra["feature_scale"] = factor.tolist()
+    if label_noise > 0:
+        flip = rng.random(Y.shape) < label_noise
+        Y = (Y ^ flip).astype(np.int8)
+        extra["label_noise_flipped"] = int(flip.sum())
+    bags = Bags(X.astype(np.float32), offsets, {"kind": kind[order]})
     meta = {
         "source": "synthetic",
         "generator": "make_miml_bags",
@@ -172,8 +233,76 @@ def make_miml_bags(
                    "random_state": random_state if isinstance(random_state, int) else None},
         "cooccurrence_partner": partner.tolist(),
     }
+    stress = {"feature_scale": None if feature_scale is None else list(feature_scale),
+              "density": density, "single_instance": single_instance or None,
+              "label_noise": label_noise or None, "empty_share": empty_share or None}
+    meta["params"].update({k: v for k, v in stress.items() if v is not None})
+    meta.update(extra)
     return MIMLDataset(Y=Y, label_names=[f"label_{k}" for k in range(K)], bags=bags,
                        instance_labels=inst[order], name="synthetic-bags", meta=meta)
+
+
+def _check_stress(d: int, feature_scale, density, label_noise: float,
+                  empty_share: float) -> None:
+    if feature_scale is not None:
+        lo, hi = (float(v) for v in feature_scale)
+        if not (np.isfinite([lo, hi]).all() and lo <= hi and max(abs(lo), abs(hi)) <= 30):
+            raise ValueError(f"feature_scale must be (lo, hi) exponents with lo <= hi, |.| <= 30,"
+                             f" got {feature_scale!r}")
+    if density is not None and not 0 < density <= 1:
+        raise ValueError(f"density must be in (0, 1], got {density!r}")
+    if not 0 <= label_noise <= 0.5:
+        raise ValueError(f"label_noise must be in [0, 0.5], got {label_noise!r}")
+    if not 0 <= empty_share < 1:
+        raise ValueError(f"empty_share must be in [0, 1), got {empty_share!r}")
+
+
+def _sparsify(rng: np.random.Generator, centre: np.ndarray, cluster: np.ndarray,
+              n_clusters: int, noise: np.ndarray, density: float) -> np.ndarray:
+    """Instances zero outside their cluster's random support of ``density * d`` features;
+    each centre is moved into its support with its norm kept (so the signal survives)."""
+    d = centre.shape[1]
+    s = max(1, int(round(density * d)))
+    support = np.zeros((n_clusters, d), dtype=bool)
+    cols = np.argsort(rng.random((n_clusters, d)), axis=1)[:, :s]
+    support[np.arange(n_clusters)[:, None], cols] = True
+    mask = support[cluster]
+    kept = centre * mask
+    norm = np.linalg.norm(centre, axis=1, keepdims=True)
+    knorm = np.linalg.norm(kept, axis=1, keepdims=True)
+    kept *= np.where(knorm > 0, norm / np.maximum(knorm, 1e-12), 0.0)
+    return (kept + noise) * mask
+
+
+def stress_variants() -> dict[str, dict[str, Any]]:
+    """Named ``make_miml_bags`` parameter sets that stress one property each.
+
+    Each is small (100-500 bags) so that every default learner fits it in about a minute
+    on two cores; ``large-bags`` (about 110 bags of 500-600 instances) is the costliest for
+    the bag-distance learners. Pass ``random_state`` yourself:
+    ``make_miml_bags(random_state=0, **stress_variants()["scales"])``.
+    """
+    return {
+        # features spanning 1e-6 .. 1e4 (a few orders of magnitude per feature)
+        "scales": {"n_bags": 400, "n_labels": 5, "n_features": 16,
+                   "feature_scale": (-6.0, 4.0)},
+        # 1000-dimensional instances, ~1.5 % non-zero (dense float32 array)
+        "sparse-highdim": {"n_bags": 300, "n_labels": 5, "n_features": 1000,
+                           "bag_size": (2, 6), "density": 0.015},
+        # 60 labels, fewer than 2 positives per bag on average
+        "many-labels": {"n_bags": 500, "n_labels": 60, "n_features": 24,
+                        "cardinality": 1.2, "cooccurrence": 0.1},
+        # bags of exactly one instance (multi-label instances)
+        "single-instance": {"n_bags": 500, "n_labels": 5, "n_features": 16,
+                            "single_instance": True},
+        # bags of 500-600 instances
+        "large-bags": {"n_bags": 110, "n_labels": 4, "n_features": 8,
+                       "bag_size": (500, 600)},
+        # 5 % of the bag-label entries flipped
+        "label-noise": {"n_bags": 400, "n_labels": 5, "n_features": 16, "label_noise": 0.05},
+        # a fifth of the bags with no label at all
+        "empty-labels": {"n_bags": 400, "n_labels": 5, "n_features": 16, "empty_share": 0.2},
+    }
 
 
 # ---------------------------------------------------------------------- images
