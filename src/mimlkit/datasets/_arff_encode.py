@@ -172,18 +172,22 @@ def encode_columns(
     missing: str = "error",
     keep_ids: bool = False,
     source: str = "",
+    floats: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[str], list[str]]:
     """Features of the token columns ``table[:, cols]`` (attributes ``attrs[p]``, p in cols).
 
     Returns ``(X float64 n x m, feature names, dropped attribute names)``; see the module
-    docstring for the encoding, the dropping rule and ``missing``.
+    docstring for the encoding, the dropping rule and ``missing``. ``floats`` (optional): the
+    whole table already converted to float64 (used for the numeric columns when finite).
     """
     n = table.shape[0]
     blocks: dict[int, tuple[np.ndarray, list[str]]] = {}
     dropped: list[tuple[str, str]] = []
     num = [p for p in cols if attrs[p].kind == "numeric"]
     if num:
-        V = _numeric(table, num, attrs, locate)
+        V = floats[:, num] if floats is not None else None
+        if V is None or not np.isfinite(V).all():
+            V = _numeric(table, num, attrs, locate)
         for j, p in enumerate(num):
             blocks[p] = (V[:, j:j + 1], [attrs[p].name])
     groups: dict[tuple[str, ...], list[int]] = {}

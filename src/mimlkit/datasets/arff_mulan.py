@@ -73,7 +73,7 @@ def load_mulan_arff(
     label_pos, label_src = resolve_label_names(attrs, path, labels_xml=labels_xml, labels=labels)
     is_label = np.zeros(len(attrs), dtype=bool)
     is_label[label_pos] = True
-    table, linenos = _read_rows(lines, header.data_line, attrs, path)
+    table, linenos, floats = _read_rows(lines, header.data_line, attrs, path)
     if table.shape[0] == 0:
         raise ValueError(f"{path}: no data rows after @data (line {header.data_line})")
 
@@ -86,7 +86,7 @@ def load_mulan_arff(
         return f"{path}, line {linenos[row]}: feature {name!r}"
 
     X, names, dropped = encode_columns(table, attrs, feat, locate, missing=missing,
-                                       keep_ids=keep_ids, source=str(path))
+                                       keep_ids=keep_ids, source=str(path), floats=floats)
     if X.shape[1] == 0:
         raise ValueError(f"{path}: no usable feature attributes (dropped: {', '.join(dropped)}; "
                          "pass keep_ids=True to keep them)")
@@ -102,8 +102,10 @@ _WS_COMMA = re.compile(r"[ \t]*,[ \t]*")
 
 
 def _read_rows(lines: list[str], start: int, attrs: list[Attribute],
-               path: Path) -> tuple[np.ndarray, list[int]]:
-    """All data rows as an (n_rows, n_attributes) array of unquoted string tokens."""
+               path: Path) -> tuple[np.ndarray, list[int], np.ndarray | None]:
+    """All data rows as an (n_rows, n_attributes) array of unquoted string tokens, plus the
+    same as float64 when every row is dense and plain and every token is a number (one
+    direct conversion, about twice as fast as converting the string table)."""
     A = len(attrs)
     defaults = ["0" if a.kind == "numeric" else (a.values[0] if a.values else "") for a in attrs]
     simple: list[str] = []  # dense rows without quotes/comments: one vectorised split
@@ -141,7 +143,17 @@ def _read_rows(lines: list[str], start: int, attrs: list[Attribute],
             other[r] = vals
     n = len(linenos)
     if len(simple) == n:  # the common case: all rows dense and unquoted
-        return _split_simple(simple, A), linenos
+        tokens = _split_tokens(simple)
+        if len(tokens) != n * A:  # pragma: no cover - the comma counts were checked
+            raise ValueError(f"{path}: inconsistent value count")
+        floats = None
+        if all(a.kind == "numeric" or (a.kind == "nominal" and all(map(_is_number, a.values)))
+               for a in attrs):
+            try:
+                floats = np.array(tokens, dtype=np.float64).reshape(n, A)
+            except ValueError:
+                floats = None
+        return np.array(tokens, dtype=str).reshape(n, A), linenos, floats
     parts: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, token block)
     if simple:
         parts.append((np.asarray(simple_at), _split_simple(simple, A)))
@@ -157,14 +169,26 @@ def _read_rows(lines: list[str], start: int, attrs: list[Attribute],
     for at, block in parts:
         table[at] = block
     table[rows, cols] = vals
-    return table, linenos
+    return table, linenos, None
 
 
-def _split_simple(rows: list[str], A: int) -> np.ndarray:
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _split_tokens(rows: list[str]) -> list[str]:
     text = ",".join(rows)
     if " " in text or "\t" in text:
         text = _WS_COMMA.sub(",", text)
-    return np.array(text.split(","), dtype=str).reshape(len(rows), A)
+    return text.split(",")
+
+
+def _split_simple(rows: list[str], A: int) -> np.ndarray:
+    return np.array(_split_tokens(rows), dtype=str).reshape(len(rows), A)
 
 
 def _sparse_entries(sparse: list[str], sparse_at: list[int],
