@@ -60,7 +60,9 @@ def parse_data_options(options: list[str] | None) -> dict[str, Any]:
             raise ValueError(f"--option {item!r}: unknown reader option {key!r}; accepted: "
                              f"{', '.join(sorted(known))}")
         key = _OPTION_ALIASES.get(key, key)
-        if key in _TEXT_OPTIONS and value is not None:
+        if key == "no_finding" and value is None:
+            value = ""  # no_finding=None: no "no finding" token (load_dataset's None = default)
+        elif key in _TEXT_OPTIONS and value is not None:
             value = item.partition("=")[2].strip()
         out[key] = value
     return out
@@ -294,7 +296,10 @@ def predict_cmd(
             _naming(f"scoring {source} with {model}", source):
         scores = np.asarray(est.decision_function(X), dtype=float)
         if threshold is None and top_k is None and t_criterion is None:
-            pred = np.asarray(est.predict(X))
+            from mimlkit.evaluation.runner import _predict_from_scores
+
+            # the shared rule on these scores: no second pass of the learner (distances)
+            pred = _predict_from_scores(est, X, scores)
         else:
             thr = threshold
             if thr is None and top_k is None:
