@@ -200,6 +200,11 @@ def test_data_option_examples_of_the_help_work(image_folder):
         r = runner.invoke(app, [*base, "-o", ex])
         assert r.exit_code == 0, (ex, r.output)
         assert "Effusion" in r.output and "Mass" in r.output
+    # no_finding=None disables the token: "No Finding" becomes a label of its own
+    r = runner.invoke(app, [*base, "-o", "no_finding=None"])
+    assert r.exit_code == 0 and "No Finding" in r.output
+    r = runner.invoke(app, base)
+    assert r.exit_code == 0 and "No Finding" not in r.output
     # aliases as typed in docs (label-column), and a wrong key lists the accepted ones
     r = runner.invoke(app, ["datasets", "info", str(image_folder / "labels.csv"), "-o",
                             "label-column=Finding Labels", "-o", "sep=|"])
