@@ -104,3 +104,155 @@ def test_report_rejects_bad_files(tmp_path):
         build_report(p, tmp_path / "o")
     with pytest.raises(FileNotFoundError):
         build_report(tmp_path / "missing.json", tmp_path / "o")
+
+
+# ----------------------------------------------------------------------------- issue 17
+def _multi_rows(n_datasets: int = 4, n_splits: int = 3):
+    """3 learners ranked a > b > c on every dataset (ties impossible)."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for d in range(n_datasets):
+        for learner, base in (("a", 0.80), ("b", 0.70), ("c", 0.60)):
+            for split in range(n_splits):
+                v = base + 0.01 * d + rng.uniform(-0.004, 0.004)
+                for metric, val in (("average_precision", v), ("hamming_loss", 1 - v)):
+                    rows.append(dict(dataset=f"ds{d}", learner=learner, split=split,
+                                     metric=metric, label=None, value=val, fit_seconds=0.1,
+                                     predict_seconds=0.01, error=None))
+    return rows
+
+
+def test_report_multi_dataset_statistics(tmp_path):
+    payload = {"format": "mimlkit-results", "version": 1, "title": "zoo-like",
+               "suite": "zoo", "rows": _multi_rows(),
+               "datasets": {f"ds{d}": {"summary": {"n_bags": 90}} for d in range(4)}}
+    res = tmp_path / "results.json"
+    res.write_text(json.dumps(payload))
+    html = build_report(res, tmp_path / "report").read_text()
+    md = (tmp_path / "report" / "summary.md").read_text()
+    assert "Across datasets" in html and "Friedman" in html
+    # identical ranking on N = 4 datasets, k = 3: chi2_F = 12N/(k(k+1)) (sum R^2 - k(k+1)^2/4)
+    # = 12*4/12 * (1 + 4 + 9 - 12) = 8; p = chi2.sf(8, 2) = exp(-4)
+    friedman = next(ln for ln in md.splitlines() if ln.startswith("| AP"))
+    assert "| 8.000 |" in friedman and f"{np.exp(-4):.3f}" in friedman
+    sec = md.split("### Average ranks")[1].split("###")[0]
+    ranks = {ln.split("|")[1].strip(): ln.split("|")[2].strip() for ln in sec.splitlines()
+             if ln[:4] in ("| a ", "| b ", "| c ")}
+    assert ranks == {"a": "1.000", "b": "2.000", "c": "3.000"}
+    assert "| a | 8 | 0 | 0 |" in md and "| c | 0 | 0 | 8 |" in md  # wins / ties / losses
+    assert "Per dataset: paired tests" in md and md.count("corrected resampled t-test") == 4
+    for d in range(4):  # one summary table per dataset, not pooled over datasets
+        assert f"<h2>Summary: ds{d}</h2>" in html
+    if (tmp_path / "report" / "figures" / "cd_average_precision.png").is_file():
+        assert "Critical-difference diagram" in html
+    assert not (tmp_path / "report" / "figures" / "metrics.png").exists()
+
+
+def test_responsive_summary_markup():
+    from mimlkit.reporting.report import _CSS
+    from mimlkit.reporting.tables import summary_html
+
+    h = summary_html(pd.DataFrame(_rows()))
+    assert h.startswith('<div class="scroll"') and 'class="summary"' in h
+    assert '<th class="sticky">learner</th>' in h and '<th class="sticky">good</th>' in h
+    assert '<span class="m">★ 0.910</span><span class="s">± 0.010</span>' in h
+    css = _CSS.replace("\n", "")
+    assert ".scroll{overflow-x:auto" in css and "position:sticky" in css
+    assert "@media (max-width:900px)" in css
+
+
+def test_dataset_name_fallback(tmp_path, monkeypatch):
+    from mimlkit.evaluation.results_io import dataset_name_from_path
+    from mimlkit.reporting.report import dataset_name
+
+    folder = tmp_path / "chest-xrays"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    assert dataset_name_from_path("labels.csv") == "chest-xrays"  # generic stem: folder
+    assert dataset_name_from_path(tmp_path / "birds.arff") == "birds"
+    assert dataset_name({"dataset": {"name": "", "path": "labels.csv"}}) == "chest-xrays"
+    assert dataset_name({"dataset": {"name": "scene", "path": "x.arff"}}) == "scene"
+    payload = {"format": "mimlkit-results", "rows": _rows(),
+               "title": "mimlkit bench: my suite (, repeat:3)",
+               "dataset": {"name": "", "path": str(tmp_path / "my-photos.csv"), "n_bags": 9}}
+    html = build_report(payload, tmp_path / "report").read_text()
+    assert "my suite (my-photos, repeat:3)" in html and "dataset: my-photos" in html
+
+
+def _photo_dataset(tile: int = 32, stride: int | None = None, border: str = "pad"):
+    """A user's image dataset (not the synthetic generator: no meta['tile_size'], no tile
+    truth), 70 x 100 px photographs tiled by TileBagger."""
+    from mimlkit.datasets import MIMLDataset, TileBagger, extract_tile_features
+    from mimlkit.datasets.base import ImageSet
+
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 255, (70, 100, 3), dtype=np.uint8) for _ in range(12)]
+    Y = np.zeros((12, 2), np.int8)
+    Y[::2, 0] = 1
+    Y[1::2, 1] = 1
+    ds = MIMLDataset(Y=Y, label_names=["cat", "dog"], images=ImageSet(imgs), name="photos")
+    return extract_tile_features(ds, TileBagger(tile, stride, border=border))
+
+
+@pytest.mark.parametrize("tile,stride,border,shape,cell", [
+    (32, None, "pad", (3, 4), 32),  # ceil(70/32) x ceil(100/32) tiles
+    (32, 16, "drop", (3, 5), 16),   # overlapping tiles: one cell per stride
+])
+def test_tile_maps_from_tile_coordinates_of_user_images(tmp_path, tile, stride, border,
+                                                        shape, cell):
+    from mimlkit.evaluation.bench import _Log
+    from mimlkit.evaluation.explain import _explain
+    from mimlkit.evaluation.runs import FixedSplit
+    from mimlkit.registry import create
+
+    ds = _photo_dataset(tile, stride, border)
+    assert "tile_size" not in ds.meta
+    built = {"pooled-linear": (create("pooled-linear"), "bags", {}, "pooled-linear")}
+    out = _explain(built, ds, FixedSplit(np.arange(8), np.arange(8, 12)), {}, _Log(None))
+    panels = out["instance_maps"]["pooled-linear"]
+    assert [p["bag"] for p in panels] == [8, 9, 10]
+    p = panels[0]
+    grid = np.asarray(p["grid"], dtype=float)
+    assert grid.shape == shape and np.isfinite(grid).all()
+    assert p["cell"] == [cell, cell] and p["origin"] == [0, 0]
+    assert p["image_shape"] == [70, 100] and np.asarray(p["image"]).shape == (70, 100, 3)
+    # the grid holds the learner's own instance scores for the shown label, tile by tile
+    est = create("pooled-linear").fit(ds.bags[np.arange(8)], ds.Y[:8])
+    s = est.decision_function_instances(ds.bags[np.array([8])])
+    k = ds.label_names.index(p["label"])
+    c = ds.bags[np.array([8])].instance_meta["coords"] // cell
+    np.testing.assert_allclose(grid[c[:, 0], c[:, 1]], np.asarray(s)[:, k], rtol=1e-6)
+    from mimlkit.reporting import plots
+
+    fig = plots.tile_heatmaps(json.loads(json.dumps(out["instance_maps"])))
+    assert fig is not None and sum(ax.get_visible() for ax in fig.axes) >= 6  # 3 images + maps
+    assert plots.fig_to_png(fig)[:4] == b"\x89PNG"
+
+
+def test_styles_training_axes_and_pr_curves(tmp_path):
+    from mimlkit.reporting import plots
+
+    st = plots.learner_styles([f"l{i}" for i in range(24)])
+    pairs = [(tuple(np.round(c, 4)), m) for c, m in st.values()]
+    assert len(set(pairs)) == 24  # colour + marker distinct at 24 learners
+    assert len({p[0] for p in pairs[:20]}) == 20  # and 20 distinct colours
+    fig = plots.training_curves({"spl": {"train_loss": [130.0, 90.0, 70.0],
+                                         "val_loss": [140.0, 100.0, 95.0],
+                                         "alpha_mean": [0.9, 0.5, 0.2], "lr": [0.1] * 3}})
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert sorted(ax.get_ylabel() for ax in axes) == ["alpha", "loss"]  # loss vs alpha
+    assert [len(ax.lines) for ax in axes if ax.get_ylabel() == "loss"] == [2]
+    Y = [[1, 0], [0, 1], [1, 1], [0, 0]]
+    ts = {"split": 0, "test_idx": [0, 1, 2, 3], "Y": Y, "label_names": ["x", "y"],
+          "scores": {"a": [[0.9, 0.1], [0.2, 0.8], [0.7, 0.6], [0.1, 0.2]],
+                     "b": [[0.1, 0.9], [0.8, 0.2], [0.6, 0.7], [0.2, 0.1]]}}
+    fig = plots.pr_curves(ts)
+    assert fig is not None and sum(ax.get_visible() for ax in fig.axes) == 2
+    payload = {"format": "mimlkit-results", "rows": _rows(), "test_scores": ts,
+               "dataset": {"name": "toy", "label_names": ["cat", "dog"],
+                           "label_counts": [5, 2], "n_bags": 10}}
+    html = build_report(payload, tmp_path / "r").read_text()
+    assert "Precision-recall curves per label" in html
+    md = (tmp_path / "r" / "summary.md").read_text()
+    assert "| label | support | support % |" in md.replace(" | good | bad |", " |")
+    assert "| cat | 5 | 50.0" in md

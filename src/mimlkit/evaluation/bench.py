@@ -58,7 +58,9 @@ from mimlkit.evaluation.results_io import (  # noqa: F401
     _jsonable,
     _rows,
     _Table,
+    dataset_name_from_path,
     environment,
+    split_scores_payload,
     write_results,
 )
 from mimlkit.evaluation.runs import (  # noqa: F401
@@ -173,7 +175,9 @@ def run_suite(suite: str | SuiteConfig, *, data: str | os.PathLike | None = None
 
     ctx = dask_client(scheduler, jobs) if backend == "dask" else nullcontext()
     with ctx as client:
-        table = _run_all(built, ds, splitter, cfg, jobs, backend, skipped, log, client)
+        scores: dict[str, Any] | None = {} if cfg.store_scores else None
+        table = _run_all(built, ds, splitter, cfg, jobs, backend, skipped, log, client,
+                         scores_out=scores)
         sizes = _run_sizes(built, ds, cfg, table, jobs, backend, log, client) \
             if cfg.sizes else None
     if table is None or len(table) == 0:
@@ -187,6 +191,10 @@ def run_suite(suite: str | SuiteConfig, *, data: str | os.PathLike | None = None
         "skipped": skipped, "sizes": sizes,
         "config": _config_dict(cfg),
     }
+    if scores:
+        payload = split_scores_payload(scores, ds.Y, list(ds.label_names))
+        if payload is not None:
+            extra["test_scores"] = payload
     if cfg.explain:
         fit_s = table[table["metric"] != "error"].groupby("learner")["fit_seconds"].mean()
         extra.update(_explain(built, ds, splitter, skipped, log, fit_seconds=fit_s.to_dict()))
@@ -197,13 +205,13 @@ def run_suite(suite: str | SuiteConfig, *, data: str | os.PathLike | None = None
     env["jobs"] = jobs
     env["seconds"] = round(time.perf_counter() - t_start, 2)
     out.mkdir(parents=True, exist_ok=True)
-    title = f"mimlkit bench: {cfg.name} suite ({ds.name}, {env['protocol']})"
+    title = (f"mimlkit bench: {cfg.name} suite ({extra['dataset']['name']}, "
+             f"{env['protocol']})")
     results_path, _ = write_results(table, out / "results.json", environment=env, title=title,
                                     extra=extra)
     html = build_report(results_path, out / "report") if report else out / "report"
     return BenchResult(_Table(table), results_path, html, skipped,
                        time.perf_counter() - t_start)
-
 
 
 class _Log:
@@ -218,15 +226,21 @@ class _Log:
         return self.console.status(msg) if self.console is not None else nullcontext()
 
 
-def _run_all(built, ds, splitter, cfg, jobs, backend, skipped, log, client=None):
+def _run_all(built, ds, splitter, cfg, jobs, backend, skipped, log, client=None,
+             scores_out: dict[str, Any] | None = None):
     """Evaluate all learners in one parallel batch (the runner turns a learner's exception
-    into error rows); learners that failed are listed in ``skipped`` with the reason."""
+    into error rows); learners that failed are listed in ``skipped`` with the reason.
+    With a dict ``scores_out``, the runner's per-split test scores are put in it."""
     estimators = {k: v[0] for k, v in built.items()}
     inputs = {k: v[1] for k, v in built.items()}
     log(f"evaluating {len(estimators)} learners on {_esc(ds.name)} ({len(ds)} bags; "
         f"{_esc(', '.join(estimators))}) ...")
     table = _evaluate(estimators, ds, splitter, suite_metrics(cfg.metrics), jobs, backend,
-                      inputs, scheduler=client, progress=log.console is not None)
+                      inputs, scheduler=client, progress=log.console is not None,
+                      keep_scores=scores_out is not None)
+    if scores_out is not None:
+        table, kept = table
+        scores_out.update(kept)
     err = table[table["metric"] == "error"]
     n_splits = table["split"].nunique()
     for k, grp in err.groupby("learner", sort=False):
@@ -280,4 +294,6 @@ def _dataset_info(ds, path) -> dict[str, Any]:
             "label_counts", "cardinality", "n_images")
     info = {k: _jsonable(s[k]) for k in keep if k in s}
     info["path"] = str(path) if path is not None else None
+    if not str(info.get("name") or "").strip():  # e.g. labels.csv in the working folder
+        info["name"] = dataset_name_from_path(path)
     return info

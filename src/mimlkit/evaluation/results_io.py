@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RESULTS_FORMAT", "environment", "write_results"]
+__all__ = ["RESULTS_FORMAT", "environment", "write_results", "dataset_name_from_path",
+           "split_scores_payload"]
 
 RESULTS_FORMAT = "mimlkit-results"
 
@@ -128,3 +129,45 @@ def write_results(result: Any, out: str | os.PathLike, *, environment: dict[str,
              f"{mach.get('memory_gib', '?')} GiB\n\n")
     _atomic_write(md_path, head + summary_markdown(table))
     return out, md_path
+
+
+def dataset_name_from_path(path: Any) -> str:
+    """A display name for a dataset whose loader gave none: the file stem, or the folder's
+    name for generic stems (``labels.csv``, ``data.npz`` ...); relative paths are resolved
+    so ``labels.csv`` in the working folder still gets a name."""
+    if path is None or str(path).strip() == "":
+        return "dataset"
+    p = Path(str(path))
+    stem = p.stem if p.suffix else p.name
+    if stem.lower() in ("labels", "data", "dataset", "train", "index", "") or p.is_dir():
+        parent = (p if p.is_dir() else p.parent).resolve().name
+        return parent or stem or "dataset"
+    return stem
+
+
+def split_scores_payload(scores: dict[str, dict[int, dict[str, Any]]], Y: np.ndarray,
+                        label_names: list[str], max_values: int = 2_000_000,
+                        digits: int = 5) -> dict[str, Any] | None:
+    """Test-set scores of every learner on ONE split (the first split all learners share),
+    for per-label precision-recall curves in the report; ``None`` when there are none or
+    when they would hold more than ``max_values`` numbers (keeps results.json small)."""
+    per = {k: v for k, v in (scores or {}).items() if v}
+    if not per:
+        return None
+    common = set.intersection(*(set(v) for v in per.values()))
+    if not common:
+        return None
+    split = min(common)
+    test_idx = np.asarray(next(iter(per.values()))[split]["test_idx"])
+    n_vals = test_idx.size * Y.shape[1] * len(per)
+    if n_vals > max_values:
+        return None
+    out = {}
+    for k, v in per.items():
+        if not np.array_equal(np.asarray(v[split]["test_idx"]), test_idx):
+            continue
+        s = np.asarray(v[split]["scores"], dtype=float)
+        out[k] = np.where(np.isfinite(s), np.round(s, digits), None).tolist()  # JSON null
+    return {"split": int(split), "test_idx": test_idx.tolist(),
+            "Y": np.asarray(Y)[test_idx].astype(int).tolist(),
+            "label_names": [str(x) for x in label_names], "scores": out}

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mimlkit.evaluation.results_io import _Table, environment
+from mimlkit.evaluation.results_io import _Table, dataset_name_from_path, environment
 
 __all__ = ["FixedSplit", "dask_client", "make_splitter", "check_splitter", "suite_metrics",
            "run_evaluation"]
@@ -107,8 +107,9 @@ def suite_metrics(metrics: list[str] | None) -> list[str]:
 
 def _evaluate(estimators: dict[str, Any], dataset: Any, splitter: Any,
               metrics: list[str] | None, jobs: int, backend: str, inputs: dict[str, str],
-              scheduler: Any = None, progress: bool = False):
-    """Call ``mimlkit.evaluation.evaluate``; returns its tidy pandas table.
+              scheduler: Any = None, progress: bool = False, keep_scores: bool = False):
+    """Call ``mimlkit.evaluation.evaluate``; returns its tidy pandas table (and, with
+    ``keep_scores``, the runner's ``{learner: {split: {"test_idx", "scores", ...}}}``).
 
     The runner reads an estimator's input kind from an ``input_kind`` attribute (default
     "bags"), so image learners are tagged here from the registry."""
@@ -119,8 +120,10 @@ def _evaluate(estimators: dict[str, Any], dataset: Any, splitter: Any,
         if kind != "bags" and getattr(est, "input_kind", "bags") != kind:
             est.input_kind = kind
     res = evaluate(estimators, dataset, splitter, metrics=metrics, n_jobs=jobs,
-                   backend=backend, scheduler=scheduler, progress=progress)
-    return res.table if hasattr(res, "table") else res
+                   backend=backend, scheduler=scheduler, progress=progress,
+                   keep_scores=keep_scores)
+    table = res.table if hasattr(res, "table") else res
+    return (table, getattr(res, "scores", None) or {}) if keep_scores else table
 
 
 def run_evaluation(dataset: Any, learners: list[str], params: dict[str, dict[str, Any]], *,
@@ -132,6 +135,11 @@ def run_evaluation(dataset: Any, learners: list[str], params: dict[str, dict[str
     ``source`` (the dataset path) names the data in early errors."""
     from mimlkit.registry import create, learner_spec
 
+    if not str(getattr(dataset, "name", "") or "").strip() and source:
+        try:  # a loader that gave no name (e.g. labels.csv in the working folder)
+            dataset.name = dataset_name_from_path(source)
+        except AttributeError:
+            pass
     estimators = {name: create(name, **params.get(name, {})) for name in learners}
     inputs = {name: learner_spec(name).input for name in learners}
     for kind in set(inputs.values()):

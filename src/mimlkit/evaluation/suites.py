@@ -73,6 +73,8 @@ class SuiteConfig:
     spmll_losses: list[str] | None = None
     seed: int = 0
     explain: bool = True
+    # keep every learner's test scores of the first split in results.json (PR curves)
+    store_scores: bool = True
     input_kinds: tuple[str, ...] = ("bags", "images")
 
     @classmethod

@@ -1,11 +1,14 @@
 """Report figures (matplotlib, Agg backend; each function returns a Figure or None).
 
-- ``metric_bars``: mean ± std per learner for every metric (direction in the title)
-- ``per_label_bars``: per-label average precision (or another per-label metric)
+- ``metric_dots``: mean ± std (or 95% interval) per learner for every metric, zoomed axis
+- ``per_label_bars``: per-label average precision (dot plot; or another per-label metric)
 - ``timing_bars``: fit / predict seconds per learner
 - ``time_vs_size``: fit seconds against the number of training bags (suites with sizes)
 - ``training_curves``: ``history_`` of deep learners (loss / metric per epoch)
 - ``tile_heatmaps``: per-tile instance scores over an image, for learners with instance scores
+- ``pr_curves``: per-label precision-recall curves from the stored test-split scores
+
+Learners keep one colour + marker across figures (``learner_styles``: distinct at 20+).
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from mimlkit.reporting.tables import (
     timing_stats,
 )
 
-__all__ = ["metric_bars", "per_label_bars", "timing_bars", "time_vs_size", "training_curves",
-           "tile_heatmaps", "fig_to_png"]
+__all__ = ["metric_dots", "metric_bars", "per_label_bars", "timing_bars", "time_vs_size",
+           "training_curves", "tile_heatmaps", "pr_curves", "learner_styles", "fig_to_png"]
 
 
 def _plt():
@@ -37,10 +40,32 @@ def _plt():
     return plt
 
 
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
 def _colors(n: int) -> list:
+    """``n`` colours: tab10 up to 10, else the 10 dark then the 10 light tab20 shades (so
+    neighbours in a legend differ in hue), then tab20b; pair with ``_markers``."""
     plt = _plt()
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
-    return [cmap(i % cmap.N) for i in range(n)]
+    if n <= 10:
+        cmap = plt.get_cmap("tab10")
+        return [cmap(i) for i in range(n)]
+    t20 = plt.get_cmap("tab20")
+    t20b = plt.get_cmap("tab20b")
+    base = [t20(i) for i in range(0, 20, 2)] + [t20(i) for i in range(1, 20, 2)] + \
+        [t20b(i) for i in range(20)]
+    return [base[i % len(base)] for i in range(n)]
+
+
+def _markers(n: int) -> list[str]:
+    """Markers that separate learners sharing a hue: learner i and i + 10 (dark / light
+    shade of one tab20 hue) get different markers (10 mod 7 = 3)."""
+    return [_MARKERS[i % len(_MARKERS)] for i in range(n)]
+
+
+def learner_styles(learners: list[str]) -> dict[str, tuple[Any, str]]:
+    """{learner: (colour, marker)}, distinct for 20+ learners."""
+    return dict(zip(learners, zip(_colors(len(learners)), _markers(len(learners)))))
 
 
 def fig_to_png(fig, path=None, dpi: int = 110) -> bytes:
@@ -59,77 +84,104 @@ def fig_to_png(fig, path=None, dpi: int = 110) -> bytes:
     return data
 
 
-def metric_bars(table: pd.DataFrame):
-    """One panel per metric: bars = learners (mean), whiskers = std over splits."""
+def metric_dots(table: pd.DataFrame, interval: str = "std"):
+    """One panel per metric: a dot per learner (mean over splits) with its interval
+    (``"std"``: ± one standard deviation over splits; ``"ci95"``: the 95% t-interval of
+    the mean), on an axis zoomed to the data (not from zero) so close means stay apart;
+    best first, dashed line at the best mean."""
     st = summary_stats(table)
     if st.empty:
         return None
     plt = _plt()
+    from scipy import stats as _st
+
     metrics = list(dict.fromkeys(st["metric"]))
     learners = list(dict.fromkeys(st["learner"]))
+    styles = learner_styles(learners)
     ncol = min(3, len(metrics))
     nrow = int(np.ceil(len(metrics) / ncol))
-    height = (0.35 * len(learners) + 2.2) * nrow
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, height), squeeze=False)
-    colors = dict(zip(learners, _colors(len(learners))))
+    height = (0.28 * len(learners) + 1.4) * nrow
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.8 * ncol, height), squeeze=False)
     for ax, m in zip(axes.ravel(), metrics):
         sub = st[st["metric"] == m].set_index("learner").reindex(learners)
-        y = np.arange(len(learners))
-        ax.barh(y, sub["mean"].values, xerr=sub["std"].values,
-                color=[colors[lr] for lr in learners], capsize=3, alpha=0.9)
-        ax.set_yticks(y, learners, fontsize=8)
+        sub = sub[np.isfinite(sub["mean"].to_numpy(dtype=float))]
+        low = metric_direction(m) == "min"
+        sub = sub.sort_values("mean", ascending=low)
+        mu = sub["mean"].to_numpy(dtype=float)
+        sd = np.nan_to_num(sub["std"].to_numpy(dtype=float))
+        n = sub["n"].to_numpy(dtype=float)
+        if interval == "ci95":
+            half = np.where(n > 1, _st.t.ppf(0.975, np.maximum(n - 1, 1)) * sd
+                            / np.sqrt(np.maximum(n, 1)), 0.0)
+        else:
+            half = sd
+        y = np.arange(len(sub))
+        for yi, lr, v, h in zip(y, sub.index, mu, half):
+            c, mk = styles[lr]
+            ax.errorbar(v, yi, xerr=h, fmt=mk, color=c, ecolor=c, elinewidth=1.6,
+                        capsize=2.5, markersize=5.5, markeredgecolor="k",
+                        markeredgewidth=0.4)
+        ax.set_yticks(y, list(sub.index), fontsize=7.5)
         ax.invert_yaxis()
-        best = np.nanargmin(sub["mean"].values) if metric_direction(m) == "min" else \
-            np.nanargmax(sub["mean"].values)
-        ax.get_yticklabels()[best].set_fontweight("bold")
-        xmax = np.nanmax(sub["mean"].values + sub["std"].values)
-        pad = 0.02 * (xmax if np.isfinite(xmax) and xmax > 0 else 1)
-        for yi, v, e in zip(y, sub["mean"].values, sub["std"].values):
-            if np.isfinite(v):
-                ax.text(v + (e if np.isfinite(e) else 0) + pad, yi, f"{v:.3f}", va="center",
-                        fontsize=7)
-        better = "lower" if metric_direction(m) == "min" else "higher"
+        if len(sub):
+            ax.get_yticklabels()[0].set_fontweight("bold")
+            ax.axvline(mu[0], color="0.5", lw=0.8, ls="--", zorder=0)
+            lo, hi = float(np.min(mu - half)), float(np.max(mu + half))
+            span = hi - lo if hi > lo else max(abs(hi), 1e-3) * 0.1
+            ax.set_xlim(lo - 0.06 * span, hi + 0.30 * span)
+            for yi, v, h in zip(y, mu, half):
+                ax.text(v + h + 0.03 * span, yi, f"{v:.3f}", va="center", fontsize=6.5,
+                        color="0.25")
+        better = "lower" if low else "higher"
         ax.set_title(f"{m} {arrow(m)} ({better} is better)", fontsize=9)
-        ax.set_xlabel("mean ± std over splits", fontsize=8)
+        what = "± std over splits" if interval == "std" else "95% interval of the mean"
+        ax.set_xlabel(f"mean {what} (axis zoomed)", fontsize=7.5)
+        ax.tick_params(axis="x", labelsize=7)
         ax.grid(axis="x", alpha=0.3)
-        ax.set_xlim(0, xmax * 1.3 if np.isfinite(xmax) and xmax > 0 else 1)
     for ax in axes.ravel()[len(metrics):]:
         ax.set_visible(False)
-    fig.suptitle("Metrics per learner (bold = best)", fontsize=11)
+    fig.suptitle("Metrics per learner (best on top, bold)", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     return fig
 
 
+metric_bars = metric_dots  # former name
+
+
 def per_label_bars(table: pd.DataFrame, metric: str | None = None):
-    """Grouped bars: x = labels, one bar per learner (mean over splits)."""
+    """Per-label dot plot: one row per label, one marker per learner (mean over splits),
+    axis zoomed to the values; learners keep the colour/marker of the other figures."""
     t = per_label_rows(table)
     if t.empty:
         return None
     metrics = list(dict.fromkeys(t["metric"]))
     if metric is None:
-        pref = [m for m in metrics if "precision" in m.lower() or m.lower() in ("ap", "map")]
+        pref = [m for m in metrics if "precision" in m.lower() or m.lower() in ("ap", "map")
+                or m.lower().endswith("_ap")]
         metric = pref[0] if pref else metrics[0]
     t = t[t["metric"] == metric]
     plt = _plt()
     learners = list(dict.fromkeys(t["learner"]))
     labels = list(dict.fromkeys(t["label"].astype(str)))
     mean = t.assign(label=t["label"].astype(str)).groupby(["learner", "label"])["value"].mean()
-    width = 0.8 / max(len(learners), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(labels) * max(1, len(learners) / 3) + 2), 4))
-    x = np.arange(len(labels))
-    for i, (lr, c) in enumerate(zip(learners, _colors(len(learners)))):
-        vals = [mean.get((lr, lab), np.nan) for lab in labels]
-        ax.bar(x + (i - (len(learners) - 1) / 2) * width, vals, width, label=lr, color=c)
-    ax.set_xticks(x, labels, rotation=30 if len(labels) > 6 else 0, ha="right" if
-                  len(labels) > 6 else "center", fontsize=8)
+    styles = learner_styles(learners)
+    fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(labels) + 1.6))
+    y = np.arange(len(labels))
+    offs = (np.arange(len(learners)) - (len(learners) - 1) / 2) * min(0.6 / max(
+        len(learners), 1), 0.08)
+    for lr, off in zip(learners, offs):
+        c, mk = styles[lr]
+        vals = np.array([mean.get((lr, lab), np.nan) for lab in labels], dtype=float)
+        ax.plot(vals, y + off, mk, color=c, label=lr, markersize=5, markeredgecolor="k",
+                markeredgewidth=0.3, linestyle="none")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
     nice = "average precision (AP)" if metric in ("per_label_ap", "ap") else metric
-    ax.set_ylabel(f"{nice} {arrow(metric)}")
-    ax.set_xlabel("label")
-    ax.set_title(f"Per-label {nice}, mean over splits")
-    ax.set_ylim(0, 1.05 if t["value"].max() <= 1 else None)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, ncol=min(4, len(learners)), loc="upper center",
-              bbox_to_anchor=(0.5, -0.18 if len(labels) <= 6 else -0.3))
+    ax.set_xlabel(f"{nice} {arrow(metric)}, mean over splits (axis zoomed)")
+    ax.set_title(f"Per-label {nice}")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              ncol=1 if len(learners) <= 16 else 2, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -179,46 +231,74 @@ def time_vs_size(sizes: list[dict[str, Any]] | pd.DataFrame | None):
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for (lr, sub), c in zip(df.groupby("learner", sort=False), _colors(df["learner"].nunique())):
+    styles = learner_styles(list(dict.fromkeys(df["learner"])))
+    for lr, sub in df.groupby("learner", sort=False):
         g = sub.groupby("n_bags")["fit_seconds"].mean().sort_index()
-        ax.plot(g.index, g.values, "o-", label=lr, color=c)
+        c, mk = styles[lr]
+        ax.plot(g.index, g.values, "-", marker=mk, label=lr, color=c)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training bags")
     ax.set_ylabel("fit seconds")
     ax.set_title("Fit time vs dataset size")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
 
-def training_curves(histories: dict[str, Any] | None):
-    """One panel per learner: each numeric series of its ``history_`` against epochs."""
+def _quantity(key: str) -> str:
+    """The quantity a history series measures, so that e.g. ``train_loss`` and
+    ``val_loss`` share an axis while ``alpha_mean`` gets its own."""
+    k = str(key).lower()
+    for pre in ("train_", "val_", "valid_", "validation_", "test_"):
+        if k.startswith(pre):
+            k = k[len(pre):]
+            break
+    if "loss" in k:
+        return "loss"
+    return k.split("_")[0] or k
+
+
+def training_curves(histories: dict[str, Any] | None, max_panels_per_learner: int = 4):
+    """One row per learner, one panel per quantity (loss, alpha, accuracy, ...): series of
+    different scales never share an axis. Constant series (bookkeeping) are left out."""
     if not histories:
         return None
     plt = _plt()
-    items = [(k, v) for k, v in histories.items() if v]
-    if not items:
+    rows = []
+    for name, hist in histories.items():
+        series = {k: v for k, v in _history_series(hist).items()
+                  if len(v) and (np.nanmax(v) > np.nanmin(v) or _quantity(k) == "loss")}
+        groups: dict[str, dict[str, list[float]]] = {}
+        for k, v in series.items():
+            groups.setdefault(_quantity(k), {})[k] = v
+        if groups:
+            rows.append((name, list(groups.items())[:max_panels_per_learner]))
+    if not rows:
         return None
-    ncol = min(3, len(items))
-    nrow = int(np.ceil(len(items) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.3 * nrow), squeeze=False)
-    for ax, (name, hist) in zip(axes.ravel(), items):
-        series = _history_series(hist)
-        for key, vals in series.items():
-            ax.plot(np.arange(1, len(vals) + 1), vals, label=key, marker="." if len(vals) < 30
-                    else None)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("value")
-        ax.grid(alpha=0.3)
-        if series:
-            ax.legend(fontsize=7)
-    for ax in axes.ravel()[len(items):]:
-        ax.set_visible(False)
-    fig.suptitle("Training curves (first split)", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    ncol = max(len(g) for _, g in rows)
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(3.6 * ncol + 0.5, 2.5 * len(rows)),
+                             squeeze=False)
+    for r, (name, groups) in enumerate(rows):
+        for c in range(ncol):
+            ax = axes[r, c]
+            if c >= len(groups):
+                ax.set_visible(False)
+                continue
+            qty, series = groups[c]
+            for key, vals in series.items():
+                ax.plot(np.arange(1, len(vals) + 1), vals, label=key,
+                        marker="." if len(vals) < 30 else None)
+            ax.set_title(f"{name}: {qty}", fontsize=8.5)
+            ax.set_xlabel("epoch", fontsize=7.5)
+            ax.set_ylabel(qty, fontsize=7.5)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+            if len(series) > 1 or next(iter(series)) != qty:
+                ax.legend(fontsize=6.5)
+    fig.suptitle("Training curves (first split; one axis per quantity)", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     return fig
 
 
@@ -246,9 +326,25 @@ def _history_series(hist: Any) -> dict[str, list[float]]:
     return {}
 
 
+def _frame(p: dict[str, Any], grid: np.ndarray, img: np.ndarray | None):
+    """Pixel frame of a map panel: (H, W) of the original image, grid origin (y, x) and cell
+    size (y, x). Older results files (no ``origin`` / ``cell``) had full-size images with
+    the grid covering them."""
+    shape = p.get("image_shape") or (list(img.shape[:2]) if img is not None else None)
+    cell = p.get("cell")
+    origin = p.get("origin") or [0, 0]
+    if cell is None:
+        cell = ([shape[0] / grid.shape[0], shape[1] / grid.shape[1]] if shape else [1, 1])
+    if shape is None:
+        shape = [origin[0] + grid.shape[0] * cell[0], origin[1] + grid.shape[1] * cell[1]]
+    return shape, origin, cell
+
+
 def tile_heatmaps(maps: dict[str, list[dict[str, Any]]] | None):
     """Top row: example test images with the true object tiles of the shown label outlined
-    (cyan); one row per learner below: that learner's per-tile score for the same label."""
+    (cyan, when the dataset has tile truth); one row per learner below: that learner's
+    per-tile score for the same label drawn over the image (any tile grid, any image
+    size: placed by the tiles' pixel coordinates)."""
     if not maps:
         return None
     items = [(k, v) for k, v in maps.items() if v]
@@ -261,14 +357,17 @@ def tile_heatmaps(maps: dict[str, list[dict[str, Any]]] | None):
     ref = max((v for _, v in items), key=len)
     has_img = any(p.get("image") is not None for p in ref)
     nrow = len(items) + int(has_img)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2.7 * ncol + 0.6, 2.5 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.8 * ncol + 0.6, 2.6 * nrow), squeeze=False)
 
-    def outline(ax, truth, th, tw, off):
+    def outline(ax, truth, origin, cell):
         if truth is None:
             return
         for (i, j) in zip(*np.nonzero(np.asarray(truth))):
-            ax.add_patch(Rectangle((j * tw - off, i * th - off), tw, th, fill=False,
-                                   ec="cyan", lw=1.6))
+            ax.add_patch(Rectangle((origin[1] + j * cell[1], origin[0] + i * cell[0]),
+                                   cell[1], cell[0], fill=False, ec="cyan", lw=1.4))
+
+    def image_of(p):
+        return None if p.get("image") is None else np.asarray(p["image"], dtype=np.uint8)
 
     if has_img:
         for c in range(ncol):
@@ -276,13 +375,15 @@ def tile_heatmaps(maps: dict[str, list[dict[str, Any]]] | None):
             if c >= len(ref) or ref[c].get("image") is None:
                 ax.set_visible(False)
                 continue
-            img = np.asarray(ref[c]["image"], dtype=np.uint8)
+            img = image_of(ref[c])
             grid = np.asarray(ref[c]["grid"], dtype=float)
-            ax.imshow(img)
-            outline(ax, ref[c].get("truth"), img.shape[0] / grid.shape[0],
-                    img.shape[1] / grid.shape[1], 0)
-            ax.set_title(f"image {ref[c].get('bag', c)}\nlabel: {ref[c].get('label', '')}",
-                         fontsize=8)
+            (h, w), origin, cell = _frame(ref[c], grid, img)
+            ax.imshow(img, extent=(0, w, h, 0), interpolation="nearest")
+            outline(ax, ref[c].get("truth"), origin, cell)
+            ax.set_xlim(0, w)
+            ax.set_ylim(h, 0)
+            ax.set_title(f"image {ref[c].get('bag', c)} ({h}x{w} px)\nlabel: "
+                         f"{ref[c].get('label', '')}", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
     for r, (name, panels) in enumerate(items, start=int(has_img)):
@@ -293,8 +394,20 @@ def tile_heatmaps(maps: dict[str, list[dict[str, Any]]] | None):
                 continue
             p = panels[c]
             grid = np.asarray(p["grid"], dtype=float)
-            im = ax.imshow(grid, cmap="viridis", interpolation="nearest")
-            outline(ax, p.get("truth"), 1.0, 1.0, 0.5)
+            img = image_of(p)
+            if img is None and c < len(ref):
+                img = image_of(ref[c])
+            (h, w), origin, cell = _frame(p, grid, img)
+            ext = (origin[1], origin[1] + grid.shape[1] * cell[1],
+                   origin[0] + grid.shape[0] * cell[0], origin[0])
+            if img is not None:
+                grey = img.mean(axis=2) if img.ndim == 3 else img
+                ax.imshow(grey, cmap="gray", extent=(0, w, h, 0), interpolation="nearest")
+            im = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", extent=ext,
+                           interpolation="nearest", alpha=0.65 if img is not None else 1.0)
+            outline(ax, p.get("truth"), origin, cell)
+            ax.set_xlim(min(0, ext[0]), max(w, ext[1]))
+            ax.set_ylim(max(h, ext[2]), min(0, ext[3]))
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
@@ -302,9 +415,70 @@ def tile_heatmaps(maps: dict[str, list[dict[str, Any]]] | None):
             ax.set_title(f"{name}: score of {p.get('label', '')}", fontsize=7)
             cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
             cb.ax.tick_params(labelsize=6)
-    fig.suptitle("Per-tile instance scores (cyan = true object tiles of the label)",
-                 fontsize=10)
+    cap = "Per-tile instance scores over the image"
+    if any(p.get("truth") is not None for _, v in items for p in v):
+        cap += " (cyan = true object tiles of the label)"
+    fig.suptitle(cap, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return fig
+
+
+def pr_curves(test_scores: dict[str, Any] | None, max_labels: int = 12):
+    """Per-label precision-recall curves of every learner on the stored test split (one
+    panel per label, the ``max_labels`` labels with most test positives); AP in the
+    legend. ``test_scores``: the ``results.json`` field written by ``mimlkit bench``."""
+    if not test_scores or not test_scores.get("scores"):
+        return None
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    Y = np.asarray(test_scores["Y"], dtype=int)
+    names = list(test_scores.get("label_names") or range(Y.shape[1]))
+    support = (Y == 1).sum(axis=0)
+    keep = [k for k in np.argsort(-support, kind="stable") if support[k] > 0][:max_labels]
+    if not keep:
+        return None
+    keep = sorted(keep)
+    learners = list(test_scores["scores"])
+    styles = learner_styles(learners)
+    plt = _plt()
+    ncol = min(4, len(keep))
+    nrow = int(np.ceil(len(keep) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.3 * nrow + 0.9),
+                             squeeze=False)
+    for ax, k in zip(axes.ravel(), keep):
+        y = Y[:, k] == 1
+        for lr in learners:
+            s = np.array(test_scores["scores"][lr], dtype=float)[:, k]
+            s = np.where(np.isfinite(s), s, -np.inf)
+            if not np.isfinite(s).any():
+                continue
+            s = np.where(np.isfinite(s), s, np.nanmin(s[np.isfinite(s)]) - 1.0)
+            prec, rec, _ = precision_recall_curve(y, s)
+            c, _mk = styles[lr]
+            ax.step(rec, prec, where="post", color=c, lw=1.1, label=lr)
+        ax.axhline(y.mean(), color="0.5", ls=":", lw=0.8)
+        ax.set_xlim(0, 1.0)
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"{names[k]} (test positives {int(support[k])}/{len(y)})", fontsize=8)
+        ax.set_xlabel("recall", fontsize=7.5)
+        ax.set_ylabel("precision", fontsize=7.5)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(keep):]:
+        ax.set_visible(False)
+    aps = {}
+    for lr in learners:
+        s = np.array(test_scores["scores"][lr], dtype=float)
+        s = np.where(np.isfinite(s), s, -1e300)
+        vals = [average_precision_score(Y[:, k] == 1, s[:, k]) for k in keep]
+        aps[lr] = float(np.mean(vals))
+    handles = [plt.Line2D([], [], color=styles[lr][0], lw=2,
+                          label=f"{lr}: {aps[lr]:.3f}") for lr in learners]
+    fig.suptitle(f"Precision-recall per label (test split {test_scores.get('split', 0)}; "
+                 "dotted = positive rate)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=7,
+               frameon=False, title="mean AP over the shown labels", title_fontsize=7)
     return fig
 
 

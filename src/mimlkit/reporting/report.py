@@ -30,7 +30,10 @@ import pandas as pd
 
 from mimlkit._io import atomic_write
 from mimlkit.reporting import plots
+from mimlkit.reporting.stats_section import multi_dataset_section, pairwise_section
 from mimlkit.reporting.tables import (
+    label_support,
+    per_label_html,
     per_label_rows,
     summary_csv,
     summary_html,
@@ -43,18 +46,31 @@ __all__ = ["build_report", "read_results", "RESULTS_FORMAT"]
 RESULTS_FORMAT = "mimlkit-results"
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
-max-width:1500px;color:#222;padding:0 1em}
-h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em auto;
+max-width:1500px;color:#222;padding:0 1em;line-height:1.4}
+h1{font-size:1.6em;margin-bottom:.2em;overflow-wrap:anywhere}
+h2{margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}
-.scroll{overflow-x:auto}.legend{color:#555;font-size:.85em}
+.scroll{overflow-x:auto;max-width:100%;margin:.6em 0}.scroll>table{margin:0}
+.legend{color:#555;font-size:.85em}
 table.summary{font-size:.85em}
+table.summary thead th,table.per-label thead th{white-space:normal;min-width:4.2em;
+max-width:9em;vertical-align:bottom;overflow-wrap:anywhere}
+table.summary .m{display:block}
+table.summary .s{display:block;color:#666;font-size:.82em;font-weight:normal}
 thead th{background:#f2f2f2}tbody th{text-align:left;background:#fafafa}
+th.sticky{position:sticky;left:0;z-index:1;background:#fafafa;max-width:14em;
+white-space:normal;overflow-wrap:anywhere;text-align:left}
+thead th.sticky{background:#f2f2f2;z-index:2}
 td.best{background:#e4f5e1;font-weight:bold}
-.meta{color:#555;font-size:.9em}.meta code{background:#f4f4f4;padding:1px 4px}
-img{max-width:100%;border:1px solid #eee;margin:.4em 0}
-.skipped{color:#8a5a00}
+.meta{color:#555;font-size:.9em}.meta li{overflow-wrap:anywhere}
+.meta code{background:#f4f4f4;padding:1px 4px}
+img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0}
+.skipped{color:#8a5a00;overflow-wrap:anywhere}
+@media (max-width:900px){body{margin:.8em auto;padding:0 .5em}
+table{font-size:.8em}th,td{padding:3px 5px}h1{font-size:1.3em}}
 """
 
 
@@ -107,7 +123,7 @@ def _env_lines(data: dict[str, Any]) -> list[str]:
         out.append(f"date: {data.get('date') or env.get('date')}")
     ds = data.get("dataset") or {}
     if ds:
-        bits = [str(ds.get("name", ""))]
+        bits = [dataset_name(data)]
         for k in ("n_bags", "n_instances", "n_features", "n_labels", "n_images"):
             if k in ds:
                 bits.append(f"{k.removeprefix('n_')}={ds[k]}")
@@ -127,29 +143,66 @@ def _env_lines(data: dict[str, Any]) -> list[str]:
     return out
 
 
+def dataset_name(data: dict[str, Any]) -> str:
+    """The dataset's name, or one from its file name when the loader gave none (e.g. a
+    ``labels.csv`` in the working folder)."""
+    ds = data.get("dataset") or {}
+    name = str(ds.get("name") or "").strip()
+    if name or not ds.get("path"):
+        return name
+    from mimlkit.evaluation.results_io import dataset_name_from_path
+
+    return dataset_name_from_path(ds["path"])
+
+
+def _datasets_of(table: pd.DataFrame) -> list[str]:
+    if "dataset" not in table.columns:
+        return []
+    return [str(d) for d in dict.fromkeys(table["dataset"].dropna().tolist())]
+
+
 def build_report(results: str | os.PathLike | dict[str, Any], out_dir: str | os.PathLike,
                  *, title: str | None = None) -> Path:
     """Write the report folder for ``results`` (a path or the loaded dict); returns the
-    HTML path."""
+    HTML path. Without matplotlib (the ``report`` extra) the tables are written and the
+    plots are left out, with a note saying how to get them. Rows spanning several datasets
+    (a ``dataset`` column, e.g. the zoo suite) get per-dataset tables and the
+    multi-dataset statistics (average ranks, Friedman, critical difference, W/T/L)."""
     data = read_results(results) if not isinstance(results, dict) else results
     table = _table(data)
     out = Path(out_dir)
     figdir = out / "figures"
     title = title or data.get("title") or f"mimlkit results: {data.get('suite', '')}".strip(": ")
+    dname = dataset_name(data)
+    if dname and "(, " in title:  # results written before the name fallback existed
+        title = title.replace("(, ", f"({dname}, ", 1)
+    dsets = _datasets_of(table)
+    multi = len(dsets) > 1
 
     # ---------------------------------------------------------------- tables
     md = [f"# {title}\n"]
     md += [f"- {line}" for line in _env_lines(data)]
-    md.append("\n## Summary (mean ± std per learner × metric)\n")
-    md.append(summary_markdown(table))
-    pl = _per_label_frame(table)
+    if multi:
+        for d in dsets:
+            md.append(f"\n## Summary: {d} (mean ± std per learner × metric)\n")
+            md.append(summary_markdown(table[table["dataset"].astype(str) == d]))
+    else:
+        md.append("\n## Summary (mean ± std per learner × metric)\n")
+        md.append(summary_markdown(table))
+    pl = _per_label_frame(table) if not multi else _per_label_frame(table.iloc[0:0])
+    support = label_support(data, list(dict.fromkeys(pl["label"]))) if not pl.empty else None
     ts = timing_stats(table)
     if not pl.empty:
         md.append("\n## Per-label results (mean over splits)\n")
         for m, sub in pl.groupby("metric", sort=False):
-            wide = sub.pivot(index="learner", columns="label", values="mean")
-            wide = wide.reindex(index=list(dict.fromkeys(sub["learner"])),
-                                columns=list(dict.fromkeys(sub["label"])))
+            wide = sub.pivot(index="label", columns="learner", values="mean")
+            wide = wide.reindex(index=list(dict.fromkeys(sub["label"])),
+                                columns=list(dict.fromkeys(sub["learner"])))
+            if support is not None and len(support.columns):
+                sup = support.reindex(wide.index).astype(object).apply(
+                    lambda col: [("–" if pd.isna(v) else f"{v:.1f}" if "%" in col.name
+                                  else str(int(v))) for v in col])
+                wide = pd.concat([sup, wide], axis=1)
             md.append(f"\n### {m}\n")
             md.append(_md_numeric(wide))
     if not ts.empty:
@@ -160,6 +213,23 @@ def build_report(results: str | os.PathLike | dict[str, Any], out_dir: str | os.
         md.append("\n## Skipped learners\n")
         md += [f"- {k}: {v}" for k, v in skipped.items()]
 
+    from mimlkit._extras import has_extra
+
+    no_plots = None if has_extra("report") else (
+        "plots left out: they need the 'report' extra (matplotlib is not installed): "
+        "pip install 'mimlkit[report]'")
+    figdir.mkdir(parents=True, exist_ok=True)
+    multi_html = ""
+    if multi:
+        multi_html, multi_md = multi_dataset_section(data, table, figdir,
+                                                     plots=no_plots is None)
+        md.insert(len(_env_lines(data)) + 1, multi_md)
+        pair_html = ""
+    else:
+        pair_html, pair_md = pairwise_section(data, table)
+        if pair_md:
+            md.append("\n## Paired tests against the best learner\n\n" + pair_md)
+
     _atomic_write(out / "summary.md", "\n".join(md).rstrip() + "\n")
     _atomic_write(out / "summary.csv", summary_csv(table))
     _atomic_write(out / "per_label.csv", pl.to_csv(index=False))
@@ -168,8 +238,11 @@ def build_report(results: str | os.PathLike | dict[str, Any], out_dir: str | os.
     # ---------------------------------------------------------------- figures
     figures: list[tuple[str, str, bytes]] = []
     specs = [
-        ("metrics", "Metrics per learner", lambda: plots.metric_bars(table)),
+        ("metrics", "Metrics per learner (mean ± std over splits, zoomed axis)",
+         lambda: plots.metric_dots(table)),
         ("per_label", "Per-label average precision", lambda: plots.per_label_bars(table)),
+        ("pr_curves", "Precision-recall curves per label",
+         lambda: plots.pr_curves(data.get("test_scores"))),
         ("timing", "Fit / predict time", lambda: plots.timing_bars(table)),
         ("time_vs_size", "Time vs dataset size", lambda: plots.time_vs_size(data.get("sizes"))),
         ("training_curves", "Training curves", lambda: plots.training_curves(
@@ -177,7 +250,10 @@ def build_report(results: str | os.PathLike | dict[str, Any], out_dir: str | os.
         ("tile_heatmaps", "Tile heatmaps", lambda: plots.tile_heatmaps(
             data.get("instance_maps"))),
     ]
-    figdir.mkdir(parents=True, exist_ok=True)
+    if multi:  # pooled over datasets these would mislead; the section above has its own
+        specs = [s for s in specs if s[0] in ("timing", "training_curves", "tile_heatmaps")]
+    if no_plots:
+        specs = []
     for key, caption, make in specs:
         fig = make()
         if fig is None:
@@ -188,6 +264,7 @@ def build_report(results: str | os.PathLike | dict[str, Any], out_dir: str | os.
 
     # ---------------------------------------------------------------- html
     h = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
          f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
          f"<h1>{html.escape(title)}</h1><div class='meta'><ul>"]
     for line in _env_lines(data):
@@ -195,9 +272,20 @@ def build_report(results: str | os.PathLike | dict[str, Any], out_dir: str | os.
         h.append("<li>" + _code_spans(esc) + "</li>")
     h.append(f"<li>report generated {_dt.datetime.now().isoformat(timespec='seconds')}</li>")
     h.append("</ul></div>")
-    h.append("<h2>Summary</h2><p>mean ± std over splits; ↑ higher is better, ↓ lower is "
-             "better; ★ = best per metric.</p>")
-    h.append(summary_html(table))
+    note = ("<p>mean ± std over splits; ↑ higher is better, ↓ lower is better; ★ = best per "
+            "metric.</p>")
+    if multi:
+        h.append(multi_html)
+        for d in dsets:
+            h.append(f"<h2>Summary: {html.escape(d)}</h2>{note}")
+            h.append(summary_html(table[table["dataset"].astype(str) == d]))
+    else:
+        h.append(f"<h2>Summary</h2>{note}")
+        h.append(summary_html(table))
+        if pair_html:
+            h.append("<h2>Paired tests against the best learner</h2>" + pair_html)
+    if no_plots:
+        h.append(f"<p class='skipped'>{html.escape(no_plots, quote=False)}</p>")
     if skipped:
         h.append("<p class='skipped'>Skipped: " + "; ".join(
             f"<b>{html.escape(k)}</b> ({html.escape(str(v))})" for k, v in skipped.items())
@@ -207,14 +295,12 @@ def build_report(results: str | os.PathLike | dict[str, Any], out_dir: str | os.
         h.append(f"<h2>{html.escape(caption)}</h2>"
                  f"<img alt='{html.escape(caption)}' src='data:image/png;base64,{b64}'>")
     if not pl.empty:
-        h.append("<h2>Per-label table</h2>")
-        for m, sub in pl.groupby("metric", sort=False):
-            wide = sub.pivot(index="learner", columns="label", values="mean")
-            h.append(f"<h3>{html.escape(str(m))}</h3>" + wide.to_html(float_format="%.3f",
-                                                                      border=0))
+        h.append("<h2>Per-label table</h2><p class='legend'>mean over splits; support = "
+                 "bags with the label in the dataset (and in the stored test split).</p>")
+        h.append(per_label_html(pl, support))
     if not ts.empty:
-        h.append("<h2>Time per split (seconds)</h2>" + ts.set_index("learner").to_html(
-            float_format="%.3g", border=0))
+        h.append("<h2>Time per split (seconds)</h2><div class='scroll'>" + ts.set_index(
+            "learner").to_html(float_format="%.3g", border=0) + "</div>")
     h.append("</body></html>")
     html_path = out / "report.html"
     _atomic_write(html_path, "\n".join(h))
@@ -235,6 +321,9 @@ def _md_numeric(frame: pd.DataFrame, digits: int = 3) -> str:
         cells = []
         for c in cols:
             v = row[c]
+            if isinstance(v, str):
+                cells.append(v)
+                continue
             cells.append("–" if pd.isna(v) else (f"{v:.{digits}g}" if abs(v) >= 1000 or
                                                    (v != 0 and abs(v) < 1e-3) else
                                                    f"{v:.{digits}f}"))

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["metric_direction", "overall_rows", "per_label_rows", "summary_stats",
-           "summary_frame", "summary_markdown", "summary_html", "summary_csv", "timing_stats"]
+           "summary_frame", "summary_markdown", "summary_html", "summary_csv", "timing_stats",
+           "label_support", "per_label_html"]
 
 _LOWER_IS_BETTER = ("hamming", "one_error", "one-error", "coverage", "ranking_loss",
                     "ranking-loss", "loss", "error", "seconds", "time")
@@ -141,30 +142,103 @@ def summary_markdown(table: pd.DataFrame, digits: int = 3) -> str:
 
 
 def summary_html(table: pd.DataFrame, digits: int = 3) -> str:
+    """Responsive HTML summary: a horizontally scrolling container (learner column sticky),
+    metric headers that wrap, and each cell as mean over a smaller "± std" line, so 8+
+    metrics fit at 1,400 px and stay readable at 800 px."""
     import html
 
     mean, std, learners, metrics = _wide(table)
     if not learners:
         return "<p><em>no results</em></p>"
     best = _best(mean)
-    out = ['<div class="scroll"><table class="summary"><thead><tr><th>learner</th>']
+    out = ['<div class="scroll" role="region" aria-label="summary table" tabindex="0">'
+           '<table class="summary"><thead><tr><th class="sticky">learner</th>']
     for m in metrics:
         d = "lower is better" if metric_direction(m) == "min" else "higher is better"
         out.append(f'<th title="{html.escape(m)}: {d}">{html.escape(short_name(m))} '
                    f'{arrow(m)}</th>')
     out.append("</tr></thead><tbody>")
     for lr in learners:
-        out.append(f"<tr><th>{html.escape(str(lr))}</th>")
+        out.append(f'<tr><th class="sticky">{html.escape(str(lr))}</th>')
         for m in metrics:
-            s = html.escape(_fmt(mean.at[lr, m], std.at[lr, m], digits))
+            mu, sd = mean.at[lr, m], std.at[lr, m]
             cls = ' class="best"' if lr in best[m] else ""
-            out.append(f"<td{cls}>{'★ ' if cls else ''}{s}</td>")
+            if mu is None or not np.isfinite(mu):
+                out.append("<td>–</td>")
+                continue
+            out.append(f'<td{cls}><span class="m">{"★ " if cls else ""}{mu:.{digits}f}</span>'
+                       f'<span class="s">± {sd:.{digits}f}</span></td>')
         out.append("</tr>")
     out.append("</tbody></table></div>")
     legend = ", ".join(f"{html.escape(short_name(m))} = {html.escape(m)}" for m in metrics
                        if short_name(m) != m)
     if legend:
         out.append(f'<p class="legend">{legend}</p>')
+    return "".join(out)
+
+
+def label_support(data: dict[str, Any], labels: list[str]) -> pd.DataFrame:
+    """Per-label support: positives in the dataset (``dataset.label_counts``) and in the
+    stored test split (``test_scores``), where the results file has them."""
+    out = pd.DataFrame(index=pd.Index([str(x) for x in labels], name="label"))
+    ds = data.get("dataset") or {}
+    names, counts = ds.get("label_names"), ds.get("label_counts")
+    if names and counts and len(names) == len(counts):
+        n = ds.get("n_bags")
+        c = pd.Series(counts, index=[str(x) for x in names], dtype=float)
+        out["support"] = c.reindex(out.index)
+        if n:
+            out["support %"] = 100.0 * out["support"] / float(n)
+    ts = data.get("test_scores") or {}
+    if ts.get("Y") and ts.get("label_names"):
+        Y = np.asarray(ts["Y"])
+        c = pd.Series((Y == 1).sum(axis=0), index=[str(x) for x in ts["label_names"]])
+        out["test support"] = c.reindex(out.index)
+    return out
+
+
+def per_label_html(pl: pd.DataFrame, support: pd.DataFrame | None = None,
+                   digits: int = 3) -> str:
+    """Per-label tables (one per per-label metric): one row per label, its support, then
+    one column per learner (mean over splits), best per label marked."""
+    import html
+
+    if pl.empty:
+        return ""
+    out = []
+    for m, sub in pl.groupby("metric", sort=False):
+        wide = sub.pivot(index="label", columns="learner", values="mean")
+        wide = wide.reindex(index=list(dict.fromkeys(sub["label"])),
+                            columns=list(dict.fromkeys(sub["learner"])))
+        low = metric_direction(str(m)) == "min"
+        sup = support.reindex(wide.index) if support is not None and len(support.columns) \
+            else None
+        out.append(f"<h3>{html.escape(str(m))} {arrow(str(m))}</h3>")
+        out.append('<div class="scroll" tabindex="0"><table class="per-label"><thead><tr>'
+                   '<th class="sticky">label</th>')
+        if sup is not None:
+            out += [f"<th>{html.escape(c)}</th>" for c in sup.columns]
+        out += [f"<th>{html.escape(str(c))}</th>" for c in wide.columns]
+        out.append("</tr></thead><tbody>")
+        for lab, row in wide.iterrows():
+            out.append(f'<tr><th class="sticky">{html.escape(str(lab))}</th>')
+            if sup is not None:
+                for c in sup.columns:
+                    v = sup.at[lab, c]
+                    out.append("<td>–</td>" if pd.isna(v) else
+                               f"<td>{v:.1f}</td>" if "%" in c else f"<td>{int(v)}</td>")
+            vals = row.to_numpy(dtype=float)
+            ok = np.isfinite(vals)
+            b = (np.nanmin(vals) if low else np.nanmax(vals)) if ok.any() else np.nan
+            for v in vals:
+                if not np.isfinite(v):
+                    out.append("<td>–</td>")
+                elif np.isclose(v, b, rtol=0, atol=1e-12):
+                    out.append(f'<td class="best">{v:.{digits}f}</td>')
+                else:
+                    out.append(f"<td>{v:.{digits}f}</td>")
+            out.append("</tr>")
+        out.append("</tbody></table></div>")
     return "".join(out)
 
 
