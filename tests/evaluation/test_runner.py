@@ -255,3 +255,230 @@ def test_dask_backend_starts_its_own_local_cluster():
     ref = _values(evaluate(LEARNERS, ds, sp, backend="sequential", progress=False))
     got = _values(evaluate(LEARNERS, ds, sp, backend="dask", n_jobs=2, progress=False))
     pd.testing.assert_frame_equal(ref, got, check_exact=True)
+
+
+# ============================================================== issue 14: splitters, test set,
+# resumable runs, Dask fault handling
+class CountingRidge(ToyPooledRidge):
+    """ToyPooledRidge that counts its fits (class-wide, sequential backend) and can stop the
+    run at a given fit with KeyboardInterrupt, like a user's Ctrl-C."""
+
+    n_fits = 0
+    interrupt_at: int | None = None
+
+    def fit(self, X, Y):
+        type(self).n_fits += 1
+        if type(self).interrupt_at is not None and type(self).n_fits == type(self).interrupt_at:
+            raise KeyboardInterrupt
+        return super().fit(X, Y)
+
+
+def _by_hand(ds, tr, te, **params):
+    est = ToyPooledRidge(**params).fit(ds.bags[tr], ds.Y[tr])
+    return compute_metrics(ds.Y[te], est.decision_function(ds.bags[te]),
+                           est.predict(ds.bags[te]), metrics=["ranking_loss", "hamming_loss"])
+
+
+@pytest.mark.parametrize("kind", ["kfold", "shuffle", "group", "int", "pairs"])
+def test_sklearn_splitters_and_index_pairs(kind):
+    from sklearn import model_selection as skms
+
+    ds = _dataset(n=48)
+    groups = np.arange(48) % 6
+    sp = {"kfold": skms.KFold(3, shuffle=True, random_state=1),
+          "shuffle": skms.ShuffleSplit(n_splits=2, test_size=0.25, random_state=0),
+          "group": skms.GroupKFold(n_splits=3), "int": 4,
+          "pairs": [(np.arange(0, 30), np.arange(30, 48)), (np.arange(18, 48), np.arange(18))]
+          }[kind]
+    res = evaluate({"r": ToyPooledRidge()}, ds, sp, metrics=["ranking_loss", "hamming_loss"],
+                   backend="sequential", progress=False,
+                   groups=groups if kind == "group" else None)
+    assert res.errors.empty
+    if kind == "int":
+        expect_splits = list(KFold(n_splits=4, random_state=0).split(ds))
+    elif kind == "pairs":
+        expect_splits = sp
+    else:
+        expect_splits = list(sp.split(np.zeros((48, 1)), ds.Y,
+                                      groups if kind == "group" else None))
+    assert res.meta["n_splits"] == len(expect_splits)
+    if kind == "group":  # no group on both sides
+        for tr, te in expect_splits:
+            assert not set(groups[tr]) & set(groups[te])
+    t = res.table
+    for s, (tr, te) in enumerate(expect_splits):
+        for m, v in _by_hand(ds, tr, te).items():
+            got = t[(t.split == s) & (t.metric == m)]["value"].item()
+            assert got == pytest.approx(v, abs=1e-12)
+
+
+def test_bad_splits_are_refused_with_the_split_named():
+    ds = _dataset(n=20)
+    with pytest.raises(ValueError, match="split 1: empty test part"):
+        evaluate({"r": ToyPooledRidge()}, ds, [(np.arange(10), np.arange(10, 20)),
+                                               (np.arange(20), np.arange(0))],
+                 backend="sequential", progress=False)
+    with pytest.raises(ValueError, match="split 0: train index out of range for 20 bags"):
+        evaluate({"r": ToyPooledRidge()}, ds, [(np.arange(25), np.arange(3))],
+                 backend="sequential", progress=False)
+    with pytest.raises(TypeError, match="cannot split with float"):
+        evaluate({"r": ToyPooledRidge()}, ds, 0.5, backend="sequential", progress=False)
+
+
+def test_given_test_set_and_evaluate_train_test():
+    from mimlkit.evaluation import evaluate_train_test
+
+    ds = _dataset(n=60)
+    train, test = ds.subset(np.arange(40)), ds.subset(np.arange(40, 60))
+    perm = [2, 0, 1]  # the test file lists the labels in another order
+    test_perm = MIMLDataset(Y=test.Y[:, perm], label_names=[test.label_names[i] for i in perm],
+                            bags=test.bags, name="toy-test")
+    res = evaluate_train_test({"r": ToyPooledRidge()}, train, test_perm,
+                              metrics=["ranking_loss", "hamming_loss"], backend="sequential",
+                              progress=False)
+    assert res.meta["n_splits"] == 1 and res.meta["split_sizes"] == [[40, 20]]
+    assert res.meta["splitter"]["splitter"] == "TrainTest"
+    for m, v in _by_hand(ds, np.arange(40), np.arange(40, 60)).items():
+        assert res.table.set_index("metric")["value"][m] == pytest.approx(v, abs=1e-12)
+    same = evaluate({"r": ToyPooledRidge()}, train, test=test_perm,
+                    metrics=["ranking_loss", "hamming_loss"], backend="sequential",
+                    progress=False)
+    pd.testing.assert_frame_equal(_values(res), _values(same))
+    other = MIMLDataset(Y=test.Y, label_names=["sky", "sea", "cat"], bags=test.bags)
+    with pytest.raises(ValueError, match="other labels than training set"):
+        evaluate_train_test({"r": ToyPooledRidge()}, train, other, progress=False)
+    narrow = MIMLDataset(Y=test.Y, label_names=test.label_names,
+                         bags=Bags(test.bags.instances[:, :2], test.bags.offsets))
+    with pytest.raises(ValueError, match="2 features per instance"):
+        evaluate_train_test({"r": ToyPooledRidge()}, train, narrow, progress=False)
+    with pytest.raises(ValueError, match="either a splitter or a test set"):
+        evaluate({"r": ToyPooledRidge()}, train, "kfold:3", test=test, progress=False)
+
+
+def test_checkpoint_resumes_after_an_interrupt(tmp_path):
+    ds = _dataset(n=48)
+    sp = KFold(n_splits=4, random_state=0)
+    learners = {"a": CountingRidge(alpha=1.0), "b": CountingRidge(alpha=5.0)}
+    kw = dict(metrics=["ranking_loss", "per_label_ap"], backend="sequential", progress=False,
+              keep_scores=True)
+    ref = evaluate(learners, ds, sp, **kw)
+    ck = tmp_path / "sub" / "run.jsonl"
+    CountingRidge.n_fits, CountingRidge.interrupt_at = 0, 6
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            evaluate(learners, ds, sp, checkpoint=ck, **kw)
+    finally:
+        CountingRidge.interrupt_at = None
+    lines = ck.read_text().splitlines()
+    assert len(lines) == 1 + 5  # header + the five jobs finished before the interrupt
+    CountingRidge.n_fits = 0
+    res = evaluate(learners, ds, sp, checkpoint=ck, **kw)
+    assert CountingRidge.n_fits == 3 and res.meta["resumed_jobs"] == 5
+    pd.testing.assert_frame_equal(_values(ref), _values(res), check_exact=True)
+    for ln in ("a", "b"):
+        for s in range(4):
+            for k in ("test_idx", "scores", "y_pred"):
+                np.testing.assert_array_equal(ref.scores[ln][s][k], res.scores[ln][s][k])
+    # a third run fits nothing; a torn last line (crash mid-write) is dropped
+    with open(ck, "ab") as fh:
+        fh.write(b'{"key": "abc", "job": {"lear')
+    CountingRidge.n_fits = 0
+    again = evaluate(learners, ds, sp, checkpoint=ck, **kw)
+    assert CountingRidge.n_fits == 0 and again.meta["resumed_jobs"] == 8
+    assert ck.read_bytes().endswith(b"\n")
+    # other parameters -> other jobs: run again
+    evaluate({"a": CountingRidge(alpha=2.0)}, ds, sp, checkpoint=ck, **kw)
+    assert CountingRidge.n_fits == 4
+    # another dataset is refused, naming the file
+    with pytest.raises(ValueError, match="run.jsonl: checkpoint of another dataset"):
+        evaluate(learners, _dataset(n=48, seed=1), sp, checkpoint=ck, **kw)
+
+
+def test_failed_jobs_are_rerun_on_resume(tmp_path):
+    ds = _dataset(n=30)
+    ck = tmp_path / "run.jsonl"
+    first = evaluate({"f": ToyPooledRidge(fail=True)}, ds, KFold(n_splits=3), checkpoint=ck,
+                     backend="sequential", progress=False, metrics=["ranking_loss"])
+    assert len(first.errors) == 3
+    again = evaluate({"f": ToyPooledRidge(fail=True)}, ds, KFold(n_splits=3), checkpoint=ck,
+                     backend="sequential", progress=False, metrics=["ranking_loss"])
+    assert again.meta["resumed_jobs"] == 0 and len(again.errors) == 3
+
+
+def test_scheduler_needs_dask_and_unreachable_scheduler_fails_fast():
+    import socket
+    import time
+
+    ds = _dataset(n=20)
+    with pytest.raises(ValueError, match="scheduler= needs backend='dask'"):
+        evaluate({"r": ToyPooledRidge()}, ds, "kfold:2", scheduler="tcp://127.0.0.1:1",
+                 progress=False)
+    pytest.importorskip("dask.distributed")
+    with socket.socket() as s:  # a free port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    with pytest.raises(ConnectionError) as err:
+        evaluate({"r": ToyPooledRidge()}, ds, "kfold:2", backend="dask",
+                 scheduler=f"tcp://127.0.0.1:{port}", connect_timeout=1.0, progress=False)
+    assert time.perf_counter() - t0 < 15
+    msg = str(err.value)
+    assert "\n" not in msg and f"127.0.0.1:{port} is unreachable within 1 s" in msg
+
+
+class KillerRidge(ToyPooledRidge):
+    """Kills its own (Dask worker) process on its first fit anywhere (marker file)."""
+
+    def __init__(self, alpha=1.0, noise=0.0, random_state=None, fail=False, marker=""):
+        super().__init__(alpha=alpha, noise=noise, random_state=random_state, fail=fail)
+        self.marker = marker
+
+    def fit(self, X, Y):
+        import os
+        import signal
+        from pathlib import Path
+
+        if self.marker and not Path(self.marker).exists():
+            Path(self.marker).touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().fit(X, Y)
+
+
+@pytest.mark.slow
+def test_dask_job_survives_a_killed_worker(tmp_path):
+    pytest.importorskip("dask.distributed")
+    from dask.distributed import Client, LocalCluster
+
+    ds = _dataset(n=48)
+    sp = KFold(n_splits=4, random_state=0)
+    kw = dict(metrics=["ranking_loss", "hamming_loss"], progress=False)
+    ref = evaluate({"k": KillerRidge()}, ds, sp, backend="sequential", **kw)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        res = evaluate({"k": KillerRidge(marker=str(tmp_path / "killed"))}, ds, sp,
+                       backend="dask", scheduler=client, checkpoint=tmp_path / "ck.jsonl", **kw)
+    assert (tmp_path / "killed").exists()  # a worker really died
+    assert res.errors.empty
+    pd.testing.assert_frame_equal(_values(ref), _values(res), check_exact=True)
+
+
+@pytest.mark.slow
+def test_dask_tasks_lost_with_a_worker_become_error_rows(tmp_path):
+    pytest.importorskip("dask.distributed")
+    import dask
+    from dask.distributed import Client, LocalCluster
+
+    ds = _dataset(n=48)
+    learners = {"ok": ToyPooledRidge(), "k": KillerRidge(marker=str(tmp_path / "killed"))}
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                         dashboard_address=None) as cluster, Client(cluster) as client:
+        res = evaluate(learners, ds, KFold(n_splits=3, random_state=0), backend="dask",
+                       scheduler=client, retries=0, metrics=["ranking_loss"], progress=False)
+    # the tasks on the dead worker (the killer's and any queued behind it) become error
+    # rows; the rest of the run goes on and every job has a row
+    errs = res.errors
+    assert "k" in set(errs["learner"])
+    assert errs["error"].str.startswith("KilledWorker").all()
+    ok = res.table[res.table.metric == "ranking_loss"]
+    assert len(ok) + len(errs) == 6 and np.isfinite(ok["value"]).all()

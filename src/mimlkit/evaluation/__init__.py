@@ -5,7 +5,7 @@
     print(result.to_markdown())
 """
 
-from mimlkit.evaluation.runner import TABLE_COLUMNS, EvaluationResult, evaluate
+from mimlkit.evaluation.runner import TABLE_COLUMNS, EvaluationResult, evaluate, evaluate_train_test
 from mimlkit.evaluation.splits import (
     BaseSplitter,
     GroupHoldOut,
@@ -16,10 +16,11 @@ from mimlkit.evaluation.splits import (
     KFold,
     RepeatedRandomSplit,
     parse_protocol,
+    resolve_splits,
 )
 
 __all__ = [
     "BaseSplitter", "HoldOut", "RepeatedRandomSplit", "KFold", "IterativeStratifiedKFold",
     "GroupKFold", "GroupHoldOut", "GroupRepeatedRandomSplit", "parse_protocol",
-    "evaluate", "EvaluationResult", "TABLE_COLUMNS",
+    "resolve_splits", "evaluate", "evaluate_train_test", "EvaluationResult", "TABLE_COLUMNS",
 ]

@@ -46,7 +46,7 @@ import pandas as pd
 
 from mimlkit.metrics import DEFAULT_METRICS, METRICS, compute_metrics, resolve_metric
 
-__all__ = ["evaluate", "EvaluationResult", "TABLE_COLUMNS"]
+__all__ = ["evaluate", "evaluate_train_test", "EvaluationResult", "TABLE_COLUMNS"]
 
 TABLE_COLUMNS = ["learner", "split", "metric", "label", "value", "fit_seconds",
                  "predict_seconds", "n_excluded", "error"]
@@ -513,7 +513,9 @@ def evaluate(learners: Any, dataset: Any, splitter: Any = None,
              metrics: Sequence[str] | None = None, n_jobs: int = 1, backend: str = "loky",
              scheduler: Any = None, label_names: Sequence[str] | None = None,
              progress: bool = True, keep_scores: bool = False, *,
-             convention: str = "zhang", random_state: int = 0) -> EvaluationResult:
+             convention: str = "zhang", random_state: int = 0, groups: Any = None,
+             test: Any = None, checkpoint: str | os.PathLike | None = None,
+             retries: int = 2, connect_timeout: float = 10.0) -> EvaluationResult:
     """Evaluate learners on the splits of a dataset.
 
     Parameters
@@ -523,33 +525,46 @@ def evaluate(learners: Any, dataset: Any, splitter: Any = None,
         from ``mimlkit.registry.learner_spec``; an estimator's from its ``input_kind``
         attribute (default "bags").
     dataset : ``MIMLDataset`` (or an ``(X, Y)`` tuple of bags and full 0/1 labels).
-    splitter : anything with ``split(dataset, Y, groups)`` (``mimlkit.evaluation`` splitters
-        or a protocol string for ``parse_protocol``); default ``RepeatedRandomSplit()``.
+    splitter : a mimlkit splitter, any scikit-learn splitter (``KFold``, ``ShuffleSplit``,
+        ``GroupKFold`` ...), a protocol string (``parse_protocol``), an int k (k-fold) or
+        (train, test) index pairs (``splits.resolve_splits``); default
+        ``RepeatedRandomSplit()``. Leave it out when ``test`` is given.
     metrics : metric names (``mimlkit.metrics.METRICS``); default ``DEFAULT_METRICS``.
     n_jobs, backend, scheduler : parallel execution (module docstring).
     label_names : names for per-label rows (default: the dataset's).
     keep_scores : keep per-split test indices, scores and predictions in ``.scores``.
     convention : metric convention ("zhang" or "sklearn").
     random_state : base seed of the per-job seeds.
+    groups : one group id per bag for group splitters (default: the dataset's groups).
+    test : a second ``MIMLDataset`` (e.g. Mulan's ``-test`` file): one split that trains on
+        all of ``dataset`` and scores ``test`` (same label names, any order; same feature
+        width). ``evaluate_train_test`` is the same call.
+    checkpoint : path of a JSON-lines file; every finished (learner, split) job is appended
+        as it arrives and a rerun with the same path skips the successful ones
+        (``evaluation/checkpoint.py``); ``meta["resumed_jobs"]`` counts them.
+    retries, connect_timeout : Dask only: times a job is retried when its task fails (its
+        worker died), and seconds to wait for a scheduler address before a
+        ``ConnectionError``.
     """
     from mimlkit.datasets.base import MIMLDataset  # noqa: F401  (import check)
-    from mimlkit.evaluation.splits import RepeatedRandomSplit, parse_protocol
+    from mimlkit.evaluation.checkpoint import resume_jobs
+    from mimlkit.evaluation.splits import describe_splitter, resolve_splits, train_test_splits
 
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    if scheduler is not None and backend != "dask":
+        raise ValueError(f"scheduler= needs backend='dask' (got backend={backend!r})")
     ds = _as_dataset(dataset)
-    if splitter is None:
-        splitter = RepeatedRandomSplit(random_state=random_state)
-    elif isinstance(splitter, str):
-        splitter = parse_protocol(splitter, random_state=random_state)
+    if test is not None:
+        if splitter is not None:
+            raise ValueError("give either a splitter or a test set, not both")
+        ds, splitter, splits = train_test_splits(ds, _as_dataset(test))
+    else:
+        splitter, splits = resolve_splits(splitter, ds, groups, random_state)
     metric_names = [resolve_metric(m) for m in (metrics or DEFAULT_METRICS)]
     names = list(label_names) if label_names is not None else list(ds.label_names)
     if len(names) != ds.n_labels:
         raise ValueError(f"{len(names)} label names for {ds.n_labels} labels")
-    splits = [(np.asarray(tr, dtype=np.int64), np.asarray(te, dtype=np.int64))
-              for tr, te in splitter.split(ds, ds.Y, ds.groups)]
-    if not splits:
-        raise ValueError(f"{splitter!r} produced no split")
     resolved = _resolve_learners(learners)
     t_start = time.perf_counter()
 
@@ -573,18 +588,19 @@ def evaluate(learners: Any, dataset: Any, splitter: Any = None,
         for s, (tr, te) in enumerate(splits):
             jobs.append((name, est, kind, s, tr, te, seeds[name][s]))
 
+    results, jobs, on_result, n_resumed = resume_jobs(checkpoint, ds, jobs, metric_names, names,
+                                                  convention, keep_scores)
     client = None
     cleanup: list[Any] = []
     if backend == "dask" and jobs:
-        client, cleanup = _dask_client(scheduler, n_jobs)
-    results: list[dict[str, Any]] = []
+        client, cleanup = _dask_client(scheduler, n_jobs, connect_timeout)
     try:
         n_workers = _n_workers(backend, n_jobs, client)
         inner = None if n_workers <= 1 else max(1, (os.cpu_count() or 1) // n_workers)
         Y = ds.Y
         calls = [(name, est, inputs[kind], Y, s, tr, te, metric_names, names, convention, seed,
                   inner, keep_scores) for name, est, kind, s, tr, te, seed in jobs]
-        results = _execute(calls, backend, n_jobs, client, progress)
+        results += _execute(calls, backend, n_jobs, client, progress, on_result, retries)
     finally:
         for obj in reversed(cleanup):
             try:
@@ -605,8 +621,7 @@ def evaluate(learners: Any, dataset: Any, splitter: Any = None,
     meta = {
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
         "dataset": _jsonable(ds.summary()),
-        "splitter": _jsonable(splitter.describe() if hasattr(splitter, "describe")
-                              else {"splitter": repr(splitter)}),
+        "splitter": _jsonable(describe_splitter(splitter)),
         "n_splits": len(splits),
         "split_sizes": [[int(tr.size), int(te.size)] for tr, te in splits],
         "metrics": metric_names,
@@ -624,49 +639,50 @@ def evaluate(learners: Any, dataset: Any, splitter: Any = None,
         "elapsed_seconds": time.perf_counter() - t_start,
         "versions": _versions(),
     }
+    if checkpoint is not None:
+        meta.update(checkpoint=str(checkpoint), resumed_jobs=n_resumed)
     return EvaluationResult(table, meta, kept)
 
 
-def _dask_client(scheduler: Any, n_jobs: int):
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError as exc:  # pragma: no cover - dask[distributed] is a dependency
-        raise ImportError("backend='dask' needs dask[distributed]") from exc
-    if isinstance(scheduler, Client):
-        return scheduler, []
-    if scheduler is None:
-        import joblib
+def _dask_client(scheduler: Any, n_jobs: int, connect_timeout: float = 10.0):
+    from mimlkit.evaluation._dask import dask_client
 
-        n = max(1, joblib.effective_n_jobs(n_jobs))
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None)
-        client = Client(cluster)
-        return client, [cluster, client]
-    client = Client(scheduler)
-    return client, [client]
+    return dask_client(scheduler, n_jobs, connect_timeout)
+
+
+def evaluate_train_test(learners: Any, train: Any, test: Any, **kwargs: Any) -> EvaluationResult:
+    """Fit every learner on all of ``train`` and score it on ``test`` (an official split,
+    e.g. Mulan's ``-train`` / ``-test`` files): ``evaluate(learners, train, test=test,
+    **kwargs)``. The result has one split (index 0)."""
+    return evaluate(learners, train, test=test, **kwargs)
 
 
 def _execute(calls: list[tuple], backend: str, n_jobs: int, client: Any,
-             progress: bool) -> list[dict[str, Any]]:
+             progress: bool, on_result: Any = None, retries: int = 2) -> list[dict[str, Any]]:
+    """Run the jobs; ``on_result`` (e.g. the checkpoint) sees each as it finishes."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(calls), desc="evaluate", unit="job", disable=not progress or not calls,
                leave=False)
-    out = []
+    out: list[dict[str, Any]] = []
+
+    def finished(res: dict[str, Any]) -> None:  # kept, recorded, counted as it arrives
+        out.append(res)
+        if on_result is not None:
+            on_result(res)
+        bar.update(1)
+
     try:
         if backend == "sequential" or not calls:
             for c in calls:
-                out.append(_run_job(*c))
-                bar.update(1)
+                finished(_run_job(*c))
             return out
         import joblib
 
         if backend == "dask":
-            with joblib.parallel_config(backend="dask", client=client):
-                par = joblib.Parallel(n_jobs=-1, return_as="generator_unordered")
-                for res in par(joblib.delayed(_run_job)(*c) for c in calls):
-                    out.append(res)
-                    bar.update(1)
+            from mimlkit.evaluation._dask import run_jobs
+
+            run_jobs(calls, client, retries, finished)
             return out
         par = joblib.Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")
         with warnings.catch_warnings():
@@ -674,8 +690,7 @@ def _execute(calls: list[tuple], backend: str, n_jobs: int, client: Any,
             # and the results are unaffected, so the warning only alarms users
             warnings.filterwarnings("ignore", message="A worker stopped while some jobs")
             for res in par(joblib.delayed(_run_job)(*c) for c in calls):
-                out.append(res)
-                bar.update(1)
+                finished(res)
         return out
     finally:
         bar.close()

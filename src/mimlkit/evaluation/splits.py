@@ -19,6 +19,7 @@ deterministic: the same ``random_state`` gives the same splits on every machine.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +28,7 @@ import numpy as np
 __all__ = [
     "BaseSplitter", "HoldOut", "RepeatedRandomSplit", "KFold", "IterativeStratifiedKFold",
     "GroupKFold", "GroupHoldOut", "GroupRepeatedRandomSplit", "parse_protocol",
+    "resolve_splits", "describe_splitter", "train_test_splits",
 ]
 
 
@@ -418,3 +420,135 @@ def parse_protocol(spec: str, random_state: Any = 0, train_n: int | None = None)
         return GroupHoldOut(test_size=num(0, float, 1 / 3), random_state=random_state)
     return GroupRepeatedRandomSplit(n_repeats=num(0, int, 30), train_size=num(1, float, 2 / 3),
                                     random_state=random_state)
+
+
+def resolve_splits(splitter: Any, dataset: Any, groups: Any = None,
+                   random_state: Any = 0) -> tuple[Any, list[tuple[np.ndarray, np.ndarray]]]:
+    """``(splitter, [(train_idx, test_idx), ...])`` for ``evaluate``.
+
+    ``splitter``: None (``RepeatedRandomSplit``), a protocol string (``parse_protocol``), an
+    int k (``KFold(k)``), a mimlkit splitter, any scikit-learn splitter (``KFold``,
+    ``ShuffleSplit``, ``GroupKFold``, ...: it sees an n x 1 placeholder for X, the label
+    matrix as y and the groups) or an iterable of ``(train, test)`` index pairs.
+    ``groups`` overrides the dataset's. Every split is checked: integer indices in range,
+    neither side empty.
+    """
+    n = _n_samples(dataset)
+    Y = dataset.Y if hasattr(dataset, "Y") else None
+    if groups is None:
+        groups = getattr(dataset, "groups", None)
+    elif len(groups) != n:
+        raise ValueError(f"groups must hold one id per bag ({n}), got {len(groups)}")
+    if splitter is None:
+        splitter = RepeatedRandomSplit(random_state=random_state)
+    elif isinstance(splitter, str):
+        splitter = parse_protocol(splitter, random_state=random_state)
+    elif isinstance(splitter, (int, np.integer)) and not isinstance(splitter, bool):
+        splitter = KFold(n_splits=int(splitter), random_state=random_state)
+    if isinstance(splitter, BaseSplitter):
+        pairs = splitter.split(dataset, Y, groups)
+    elif hasattr(splitter, "split") and hasattr(splitter, "get_n_splits"):  # scikit-learn
+        with warnings.catch_warnings():  # the dataset's groups, for splitters that use them
+            warnings.filterwarnings("ignore", message="The groups parameter is ignored")
+            pairs = list(splitter.split(np.zeros((n, 1)), Y, groups))
+    elif hasattr(splitter, "__iter__"):
+        pairs, splitter = splitter, _GivenSplits()
+    else:
+        raise TypeError(f"cannot split with {type(splitter).__name__}: give a protocol "
+                        "string, an int, a mimlkit or scikit-learn splitter, or (train, test) "
+                        "index pairs")
+    splits = []
+    for i, pair in enumerate(pairs):
+        try:
+            tr, te = pair
+        except (TypeError, ValueError):
+            raise ValueError(f"split {i}: expected a (train, test) pair of index arrays") \
+                from None
+        tr, te = _as_index(tr, n, i, "train"), _as_index(te, n, i, "test")
+        splits.append((tr, te))
+    if not splits:
+        raise ValueError(f"{splitter!r} produced no split")
+    return splitter, splits
+
+
+class _GivenSplits:
+    """Stands for (train, test) pairs given directly (``describe`` for the results)."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"splitter": "given index pairs"}
+
+    def __repr__(self) -> str:
+        return "given (train, test) index pairs"
+
+
+def describe_splitter(splitter: Any) -> dict[str, Any]:
+    """JSON-friendly description of any splitter ``resolve_splits`` accepts."""
+    if hasattr(splitter, "describe"):
+        return splitter.describe()
+    if isinstance(splitter, dict):
+        return dict(splitter)
+    return {"splitter": type(splitter).__name__, "repr": repr(splitter)}
+
+
+def _as_index(idx: Any, n: int, i: int, side: str) -> np.ndarray:
+    a = np.asarray(idx)
+    if a.dtype == bool:
+        if a.shape != (n,):
+            raise ValueError(f"split {i}: {side} mask has shape {a.shape}, expected ({n},)")
+        a = np.flatnonzero(a)
+    if a.ndim != 1 or (a.size and not np.issubdtype(a.dtype, np.integer)):
+        raise ValueError(f"split {i}: {side} indices must be a 1-D integer array")
+    if a.size == 0:
+        raise ValueError(f"split {i}: empty {side} part")
+    if a.min() < 0 or a.max() >= n:
+        raise ValueError(f"split {i}: {side} index out of range for {n} bags")
+    return a.astype(np.int64, copy=False)
+
+
+def train_test_splits(train: Any, test: Any):
+    """``(dataset, description, [(train_idx, test_idx)])`` for a given test set: one
+    ``MIMLDataset`` holding the training bags then the test bags (test labels reordered to
+    the training label order; refused with a one-line reason when the label sets or the
+    feature widths differ) and the one split between them."""
+    from dataclasses import replace
+
+    if set(test.label_names) != set(train.label_names):
+        extra = sorted(set(test.label_names) - set(train.label_names))
+        missing = sorted(set(train.label_names) - set(test.label_names))
+        raise ValueError(f"test set {test.name!r} has other labels than training set "
+                         f"{train.name!r} (only in test: {extra[:5]}; only in train: "
+                         f"{missing[:5]})")
+    order = [test.label_names.index(n) for n in train.label_names]
+    Yt = test.Y[:, order]
+    bags = images = None
+    if train.bags is not None and test.bags is not None:
+        if train.bags.n_features != test.bags.n_features:
+            raise ValueError(f"test set {test.name!r} has {test.bags.n_features} features per "
+                             f"instance, training set {train.name!r} has "
+                             f"{train.bags.n_features}")
+        from mimlkit.bags import Bags
+
+        a, b = train.bags, test.bags
+        inst = np.concatenate([a.instances, b.instances.astype(a.dtype, copy=False)])
+        meta = {k: np.concatenate([a.instance_meta[k], b.instance_meta[k]])
+                for k in a.instance_meta if k in b.instance_meta}
+        bags = Bags(inst, np.concatenate([a.offsets, b.offsets[1:] + a.offsets[-1]]), meta,
+                    validate=False)
+    if train.images is not None and test.images is not None:
+        from mimlkit.datasets.base import ImageSet
+
+        images = ImageSet([train.images.raw(i) for i in range(len(train.images))]
+                          + [test.images.raw(i) for i in range(len(test.images))])
+    if bags is None and images is None:
+        raise ValueError(f"training set {train.name!r} and test set {test.name!r} share no "
+                         "input kind (feature bags / images)")
+    groups = None
+    if train.groups is not None and test.groups is not None:
+        groups = np.concatenate([train.groups, test.groups])
+    n, m = len(train), len(test)
+    both = replace(train, Y=np.vstack([train.Y, Yt]), bags=bags, images=images, groups=groups,
+                   instance_labels=None, name=f"{train.name}+{test.name}",
+                   meta=dict(train.meta))
+    desc = {"splitter": "TrainTest", "train": train.name, "test": test.name, "n_train": n,
+            "n_test": m}
+    return both, desc, [(np.arange(n, dtype=np.int64), np.arange(n, n + m, dtype=np.int64))]

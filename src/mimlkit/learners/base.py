@@ -38,6 +38,21 @@ def t_criterion_predict(scores: np.ndarray, threshold: float | np.ndarray,
     return Y
 
 
+class _LabelClasses:
+    """``classes_`` for learners that set ``n_labels_`` without ``_validate_fit``: one
+    ``array([0, 1])`` per label (see ``_validate_fit``). A non-data descriptor, so a fitted
+    ``classes_`` in the instance wins; before fit ``hasattr(est, "classes_")`` is False."""
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        n = obj.__dict__.get("n_labels_")
+        if n is None:
+            raise AttributeError(f"{type(obj).__name__!r} object has no attribute 'classes_' "
+                                 "(not fitted)")
+        return [np.array([0, 1]) for _ in range(int(n))]
+
+
 class MIMLClassifierMixin:
     """Mixin for MIML learners: ``predict`` (threshold + T-criterion), ``score``,
     input/label validation helpers and estimator tags.
@@ -47,6 +62,7 @@ class MIMLClassifierMixin:
     """
 
     _estimator_type = "classifier"
+    classes_ = _LabelClasses()
     #: where ``decision_function`` separates present (>) from absent; 0.5 for probabilities
     decision_threshold: float = 0.0
     #: whether ``fit`` accepts -1 (unobserved) entries in Y
@@ -72,10 +88,18 @@ class MIMLClassifierMixin:
         return bags
 
     def _validate_fit(self, X: Any, Y: Any) -> tuple[Bags, np.ndarray]:
-        """Validated (bags, Y int8) for ``fit``; sets ``n_features_in_`` and ``n_labels_``."""
+        """Validated (bags, Y int8) for ``fit``; sets ``n_features_in_``, ``n_labels_`` and
+        ``classes_``.
+
+        ``classes_`` follows scikit-learn's multi-output classifiers (RandomForest,
+        KNeighbors): one ``array([0, 1])`` per label. ``type_of_target(classes_)`` is then
+        "multilabel-indicator" for every K, so sklearn's scorers take ``decision_function``
+        / ``predict_proba`` as the (n, K) arrays they are; ``np.arange(K)`` (MLPClassifier's
+        form) reads as *binary* when K = 2 and makes the scorers pick one column."""
         bags = self._validate_bags(X, reset=True)
         Y = check_labels(Y, bags.n_bags, allow_unobserved=self.supports_unobserved)
         self.n_labels_ = Y.shape[1]
+        self.classes_ = [np.array([0, 1]) for _ in range(Y.shape[1])]
         return bags, Y
 
     # ---------------------------------------------------------------- prediction
@@ -86,6 +110,24 @@ class MIMLClassifierMixin:
         """{0,1} label matrix (n_bags x n_labels, int8)."""
         scores = self.decision_function(X)  # type: ignore[attr-defined]
         return t_criterion_predict(scores, self._threshold(), getattr(self, "t_criterion", True))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Per-label scores in [0, 1] (n_bags x n_labels), the multilabel-indicator shape of
+        scikit-learn's scorers. Learners whose scores are probabilities (class attribute
+        ``decision_threshold == 0.5``, scores within [0, 1]) return them unchanged; for
+        the others this is ``1 / (1 + exp(-(score - t)))`` with ``t`` the label's decision
+        threshold (the native one where the fitted threshold is infinite): monotone in the
+        score per label, > 0.5 exactly where the score passes a finite threshold, and
+        **not calibrated**. Learners with real probabilities override this method."""
+        from scipy.special import expit
+
+        S = np.asarray(self.decision_function(X), dtype=np.float64)  # type: ignore[attr-defined]
+        if type(self).decision_threshold == 0.5 and S.size and S.min() >= 0 and S.max() <= 1:
+            return S
+        native = float(type(self).decision_threshold)
+        t = np.broadcast_to(np.asarray(self._threshold(), dtype=np.float64), S.shape[1:])
+        t = np.where(np.isfinite(t), t, native if np.isfinite(native) else 0.0)
+        return expit(S - t)
 
     def score(self, X: Any, Y: Any, sample_weight: Any = None) -> float:
         """Average precision (label ranking), the field's headline metric; higher is better."""
