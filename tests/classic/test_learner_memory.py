@@ -111,3 +111,18 @@ def test_misvm_fit_same_as_libsvm_rescoring(monkeypatch):
             np.testing.assert_array_equal(a.support_, b.support_)
     np.testing.assert_allclose(fast.decision_function(ds.bags), slow.decision_function(ds.bags),
                                rtol=0, atol=1e-9)
+
+
+def test_all_pairs_learner_refuses_what_cannot_fit(monkeypatch):
+    """The n x n training matrix is checked against the available memory before any work:
+    a clear MemoryError naming the learner, the matrix and the figures."""
+    import psutil
+
+    class _VM:
+        available = 4 * MB  # pretend: 4 MB free
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: _VM())
+    ds = make_miml_bags(1200, n_features=3, bag_size=(2, 3), random_state=0)
+    for est in (MIMLkNN(), MIMLSVM()):
+        with pytest.raises(MemoryError, match=r"1,200 x 1,200 .*GiB.*available"):
+            _fixed(est).fit(ds.bags, ds.Y)

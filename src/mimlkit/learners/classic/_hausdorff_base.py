@@ -114,12 +114,35 @@ class HausdorffLearnerMixin(MIMLClassifierMixin):
         budget = getattr(self, "memory_budget_mb", None)
         return 256.0 if budget is None else float(budget)
 
-    def _dist(self, A: Bags, B: Bags | None = None, dtype: Any = np.float64) -> np.ndarray:
+    def _dist(self, A: Bags, B: Bags | None = None, dtype: Any = np.float64,
+              square_bytes: float | None = None) -> np.ndarray:
         """Hausdorff matrix; ``dtype=np.float32`` keeps the engine's output as is (the
-        all-pairs training matrix: no float64 copy of an n x n matrix)."""
+        all-pairs training matrix: no float64 copy of an n x n matrix). For the all-pairs
+        matrix, ``square_bytes`` (default: the dtype's size) is the learner's peak bytes per
+        bag pair: the fit is refused up front, with the figures, when that exceeds the
+        memory available (rather than being killed by the OS half-way)."""
+        if B is None:
+            self._check_square_fits(A.n_bags, square_bytes or np.dtype(dtype).itemsize)
         D = hausdorff(A, B, variant=self.variant, n_jobs=self.n_jobs,
                       memory_budget_mb=self._budget_mb())
         return D if D.dtype == dtype else D.astype(dtype)
+
+    def _check_square_fits(self, n: int, square_bytes: float) -> None:
+        need = float(n) * n * square_bytes
+        try:
+            import psutil
+
+            avail = float(psutil.virtual_memory().available)
+        except Exception:  # noqa: BLE001 - no reading: let the allocation decide
+            return
+        if need > avail:
+            name = type(self).__name__
+            raise MemoryError(
+                f"{name} needs the {n:,} x {n:,} matrix of bag distances between the "
+                f"training bags ({need / 2**30:.1f} GiB at its peak) but only "
+                f"{avail / 2**30:.1f} GiB of memory is available: {name} holds all pairwise "
+                "distances (memory grows with the square of the number of bags); train on "
+                "fewer bags, or use a learner that grows linearly (bmiml, mimlfast, bls)")
 
     def _rows_per_block(self, row_bytes: float) -> int:
         """Rows of a row-blocked step whose rows take ``row_bytes`` each."""

@@ -76,7 +76,9 @@ class MIMLNN(HausdorffLearnerMixin, BaseEstimator):
         if not 0 < self.ratio <= 1:
             raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
         rs = check_random_state(self.random_state)
-        D = self._dist(bags, dtype=np.float32)  # float32: no float64 n x n copy
+        # float32: no float64 n x n copy; peak: the n x 0.4 n float64 embedding and its two
+        # SVD factors in ridge_loo (~10 B per pair)
+        D = self._dist(bags, dtype=np.float32, square_bytes=10.0)
         k = max(1, int(np.floor(self.ratio * bags.n_bags)))
         med = self._medoids(D, k, int(rs.randint(0, 2**31 - 1)))
         self.medoid_index_ = med

@@ -127,7 +127,8 @@ class MIMLSVM(HausdorffLearnerMixin, BaseEstimator):
             raise ValueError(f"C must be positive, got {self.C}")
         rs = check_random_state(self.random_state)
         n = bags.n_bags
-        D = self._dist(bags, dtype=np.float32)  # float32: no float64 n x n copy
+        # float32: no float64 n x n copy; the float64 Gram matrix is the peak (8 B per pair)
+        D = self._dist(bags, dtype=np.float32, square_bytes=8.0)
         k = max(1, int(np.floor(self.ratio * n)))
         med = self._medoids(D, k, int(rs.randint(0, 2**31 - 1)))
         Phi = D[:, med].astype(np.float64)
