@@ -18,7 +18,7 @@ from typing import Any
 __all__ = ["dask_client", "run_jobs"]
 
 
-def dask_client(scheduler: Any, n_jobs: int, connect_timeout: float = 10.0):
+def dask_client(scheduler: Any, n_jobs: int, connect_timeout: float = 5.0):
     """-> (client, objects to close afterwards)."""
     from mimlkit._extras import require
 

@@ -515,7 +515,7 @@ def evaluate(learners: Any, dataset: Any, splitter: Any = None,
              progress: bool = True, keep_scores: bool = False, *,
              convention: str = "zhang", random_state: int = 0, groups: Any = None,
              test: Any = None, checkpoint: str | os.PathLike | None = None,
-             retries: int = 2, connect_timeout: float = 10.0) -> EvaluationResult:
+             retries: int = 2, connect_timeout: float = 5.0) -> EvaluationResult:
     """Evaluate learners on the splits of a dataset.
 
     Parameters
@@ -644,7 +644,7 @@ def evaluate(learners: Any, dataset: Any, splitter: Any = None,
     return EvaluationResult(table, meta, kept)
 
 
-def _dask_client(scheduler: Any, n_jobs: int, connect_timeout: float = 10.0):
+def _dask_client(scheduler: Any, n_jobs: int, connect_timeout: float = 5.0):
     from mimlkit.evaluation._dask import dask_client
 
     return dask_client(scheduler, n_jobs, connect_timeout)
