@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import errno
 import functools
 import os
 import sys
@@ -118,14 +119,22 @@ def _naming(where: str, path: Any):
         raise ValueError(f"{where}: {msg}") from None
 
 
+#: errno values that mean "the output cannot be written" (disk full, quota, read-only, ...)
+_WRITE_ERRNOS = tuple(getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EROFS", "EFBIG")
+                      if hasattr(errno, n))
+
+
 @contextlib.contextmanager
-def writing(path: Any, what: str = "write"):
+def writing(path: Any, what: str = "write", only_disk: bool = False):
     """Re-raise an ``OSError`` from inside (disk full, read-only folder, ...) as one naming
-    ``path``: a failed ``write()`` does not say which file it was writing."""
+    ``path``: a failed ``write()`` does not say which file it was writing. ``only_disk``:
+    convert only disk-full / read-only errors (for blocks that also read or connect)."""
     try:
         yield
     except OSError as exc:
         if exc.filename is not None and str(path) in str(exc.filename):
+            raise
+        if only_disk and exc.errno not in _WRITE_ERRNOS:
             raise
         reason = exc.strerror or str(exc) or type(exc).__name__
         raise OSError(exc.errno, f"cannot {what} ({reason})", str(path)) from None
@@ -359,34 +368,10 @@ def _check_backend(backend: str | None, scheduler: str | None = None) -> str:
         raise ValueError(f"--scheduler {scheduler} needs --backend dask (got --backend "
                          f"{backend}); leave --backend out to imply dask")
     if scheduler:
+        from mimlkit.cli_models import check_scheduler_reachable
+
         check_scheduler_reachable(scheduler)
     return backend
-
-
-def check_scheduler_reachable(address: str, timeout: float = 5.0) -> None:
-    """Open (and close) a TCP connection to a Dask scheduler ``[tcp://]host:port``; raise a
-    one-line ``ConnectionError`` naming it when nothing answers within ``timeout`` seconds.
-    Other protocols (tls://, ucx://, inproc://) are left to Dask."""
-    import socket
-
-    addr = address.strip()
-    scheme, sep, rest = addr.partition("://")
-    if not sep:
-        scheme, rest = "tcp", addr
-    if scheme != "tcp":
-        return
-    host, _, port = rest.rpartition(":")
-    host = host.strip("[]") or "localhost"
-    if not port.isdigit():
-        raise ValueError(f"--scheduler {address!r}: expected tcp://HOST:PORT")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise ConnectionError(f"Dask scheduler {address} is unreachable ({reason}); start it "
-                              "with `dask scheduler` or leave --scheduler out for a local "
-                              "cluster") from None
 
 
 @app.command("evaluate")
@@ -431,8 +416,10 @@ def evaluate_cmd(
     )
     from mimlkit.evaluation.bench import write_results
 
-    json_path, md_path = write_results(result, out, environment=env, title=f"{ds.name}: "
-                                       f"{', '.join(learners)} ({protocol})")
+    with writing(out):
+        json_path, md_path = write_results(result, out, environment=env,
+                                           title=f"{ds.name}: {', '.join(learners)} "
+                                                 f"({protocol})")
     con = _console()
     con.print(_summary_table(result))
     con.print(f"results: [bold]{json_path}[/]  table: [bold]{md_path}[/]")
@@ -537,10 +524,12 @@ def bench_cmd(
         raise ValueError("give exactly one of --suite NAME or --config FILE")
     cfg = load_suite_config(config) if config is not None else None
     out_dir = out or Path("runs") / (suite or Path(config).stem)  # type: ignore[arg-type]
-    res = run_suite(suite or cfg, data=data, jobs=jobs, backend=backend, scheduler=scheduler,
-                    learners=[x.lower() for x in learner] if learner else None,
-                    out_dir=out_dir, command=_command_line(), console=_console(stderr=True),
-                    protocol=protocol)
+    with writing(out_dir, only_disk=True):
+        res = run_suite(suite or cfg, data=data, jobs=jobs, backend=backend,
+                        scheduler=scheduler,
+                        learners=[x.lower() for x in learner] if learner else None,
+                        out_dir=out_dir, command=_command_line(),
+                        console=_console(stderr=True), protocol=protocol)
     _print_bench(res)
 
 
@@ -571,7 +560,8 @@ def report_cmd(
     if not results.is_file():
         raise FileNotFoundError(f"{results}: no such results file")
     out_dir = out or results.parent / "report"
-    html = build_report(results, out_dir)
+    with writing(out_dir, only_disk=True):
+        html = build_report(results, out_dir)
     _console().print(f"report: [bold]{html}[/]")
 
 
@@ -585,8 +575,9 @@ def demo_cmd(
     of `mimlkit bench`)."""
     from mimlkit.evaluation.bench import run_suite
 
-    res = run_suite("synthetic", jobs=jobs, out_dir=out, command=_command_line(),
-                    console=_console(stderr=True))
+    with writing(out, only_disk=True):
+        res = run_suite("synthetic", jobs=jobs, out_dir=out, command=_command_line(),
+                        console=_console(stderr=True))
     _print_bench(res)
 
 

@@ -19,7 +19,8 @@ from typing import Any
 import typer
 
 __all__ = ["fit_cmd", "predict_cmd", "parse_data_options", "data_option_keys",
-           "check_unique_bag_ids", "check_device", "decision_rule", "seed_everything"]
+           "check_unique_bag_ids", "check_device", "check_scheduler_reachable",
+           "decision_rule", "seed_everything"]
 
 _LABELS_XML = typer.Option(None, "--labels-xml", help="Mulan XML label header (default: next "
                            "to the ARFF, found by dataset stem).")
@@ -101,6 +102,32 @@ def check_device(device: Any, what: str = "--device") -> None:
     if idx >= n:
         raise ValueError(f"{what} {device}: {n} CUDA device(s) visible here; use --device cpu "
                          "(or auto)")
+
+
+def check_scheduler_reachable(address: str, timeout: float = 5.0) -> None:
+    """Open (and close) a TCP connection to a Dask scheduler ``[tcp://]host:port``; raise a
+    one-line ``ConnectionError`` naming it when nothing answers within ``timeout`` seconds.
+    Other protocols (tls://, ucx://, inproc://) are left to Dask."""
+    import socket
+
+    addr = address.strip()
+    scheme, sep, rest = addr.partition("://")
+    if not sep:
+        scheme, rest = "tcp", addr
+    if scheme != "tcp":
+        return
+    host, _, port = rest.rpartition(":")
+    host = host.strip("[]") or "localhost"
+    if not port.isdigit():
+        raise ValueError(f"--scheduler {address!r}: expected tcp://HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ConnectionError(f"Dask scheduler {address} is unreachable ({reason}); start it "
+                              "with `dask scheduler` or leave --scheduler out for a local "
+                              "cluster") from None
 
 
 # ----------------------------------------------------------------------------- seeds / rules

@@ -198,10 +198,10 @@ def test_unreachable_scheduler_fails_fast(tiny_npz, tmp_path):
 def test_runner_connection_error_is_one_line(tiny_npz, tmp_path, monkeypatch):
     """Whatever the evaluation layer raises when Dask fails mid-way (an OSError such as
     ConnectionError / TimeoutError) is one line too."""
-    import mimlkit.cli as cli
+    import mimlkit.cli_models as cm
     import mimlkit.evaluation.bench as bench
 
-    monkeypatch.setattr(cli, "check_scheduler_reachable", lambda *a, **k: None)
+    monkeypatch.setattr(cm, "check_scheduler_reachable", lambda *a, **k: None)
 
     def boom(*a, **k):
         raise TimeoutError("Timed out trying to connect to tcp://10.0.0.9:8786 after 30 s")
@@ -234,3 +234,24 @@ def test_exif_orientation_applied(tmp_path):
 
     tiles, coords = TileBagger(20)(out)
     assert coords.tolist() == [[0, 0], [20, 0]]
+
+
+def test_disk_full_evaluate_results(tiny_npz, tmp_path, monkeypatch):
+    import mimlkit.evaluation.bench as bench
+
+    monkeypatch.setattr(bench, "write_results", _enospc)
+    out = tmp_path / "r.json"
+    _one_line_error(["evaluate", "--data", tiny_npz, "-l", "pooled-linear", "--metrics",
+                     "hamming_loss", "--out", out], str(out), "No space left on device")
+
+
+def test_writing_only_disk_keeps_other_errors():
+    from mimlkit.cli import writing
+
+    with pytest.raises(ConnectionError, match="scheduler gone"):
+        with writing("runs/x", only_disk=True):
+            raise ConnectionError("scheduler gone")
+    with pytest.raises(OSError) as info:
+        with writing("runs/x", only_disk=True):
+            _enospc()
+    assert info.value.filename == "runs/x" and "No space left" in str(info.value)
