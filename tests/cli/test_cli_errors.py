@@ -241,8 +241,11 @@ def test_disk_full_evaluate_results(tiny_npz, tmp_path, monkeypatch):
 
     monkeypatch.setattr(bench, "write_results", _enospc)
     out = tmp_path / "r.json"
-    _one_line_error(["evaluate", "--data", tiny_npz, "-l", "pooled-linear", "--metrics",
-                     "hamming_loss", "--out", out], str(out), "No space left on device")
+    r = runner.invoke(app, ["evaluate", "--data", str(tiny_npz), "-l", "pooled-linear",
+                            "--metrics", "hamming_loss", "--out", str(out)])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    errors = [ln for ln in r.output.splitlines() if "error:" in ln]  # after progress lines
+    assert len(errors) == 1 and str(out) in errors[0] and "No space left" in errors[0]
 
 
 def test_writing_only_disk_keeps_other_errors():
