@@ -74,6 +74,13 @@ def test_torch_backend_matches_numpy():
     for variant in ("max", "min", "average"):
         np.testing.assert_allclose(hausdorff(A, B, variant=variant, backend="torch"),
                                    hausdorff(A, B, variant=variant), rtol=1e-5, atol=1e-5)
+    # bags too large for one block go through the instance-blocked pairs
+    rng = np.random.default_rng(6)
+    big = [rng.normal(size=(s, 3)) for s in (260, 240, 4)]
+    for variant in ("max", "average"):
+        np.testing.assert_allclose(
+            hausdorff(big, variant=variant, backend="torch", memory_budget_mb=0.01),
+            hausdorff(big, variant=variant, memory_budget_mb=512), rtol=1e-5, atol=1e-5)
 
 
 def test_errors_and_aliases():
