@@ -121,9 +121,9 @@ class ABMIL(BagMILBase):
 
     def __init__(self, attention: str = "per_label", gated: bool = True, att_dim: int = 64,
                  loss: str = "bce", loss_params: dict | None = None, hidden: int = 128,
-                 dropout: float = 0.1, scale: str | None = "standard",
+                 dropout: float = 0.5, scale: str | None = "standard",
                  max_instances: int | None = None, instance_dropout: float = 0.0,
-                 max_epochs: int = 40, lr: float = 1e-3, batch_size: int = 32,
+                 max_epochs: int = 30, lr: float = 1e-2, batch_size: int = 32,
                  weight_decay: float = 1e-4, optimizer: str = "adamw",
                  grad_clip: float | None = None, label_correction: Any = None,
                  loss_schedules: dict | None = None,
@@ -158,9 +158,9 @@ class PoolMIL(BagMILBase):
     _default_kind = "logit"
 
     def __init__(self, pool: str = "mean", loss: str = "bce", loss_params: dict | None = None,
-                 hidden: int = 128, dropout: float = 0.1, scale: str | None = "standard",
+                 hidden: int = 128, dropout: float = 0.3, scale: str | None = "standard",
                  max_instances: int | None = None, instance_dropout: float = 0.0,
-                 max_epochs: int = 40, lr: float = 1e-3, batch_size: int = 32,
+                 max_epochs: int = 30, lr: float = 3e-3, batch_size: int = 32,
                  weight_decay: float = 1e-4, optimizer: str = "adamw",
                  grad_clip: float | None = None, label_correction: Any = None,
                  loss_schedules: dict | None = None,
