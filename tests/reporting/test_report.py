@@ -78,7 +78,8 @@ def test_report_from_results_json(tmp_path):
     html_path = build_report(res, tmp_path / "report")
     html = html_path.read_text()
     imgs = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
-    assert len(imgs) == 6  # metrics, per-label, timing, time-vs-size, curves, heatmaps
+    # per-label, timing, time-vs-size, curves, heatmaps + one metric panel per metric
+    assert len(imgs) == 5 + 2 and "class='panels'" in html
     assert all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in imgs)
     assert "src='http" not in html and "<script" not in html  # self-contained
     assert "★" in html and "broken" in html and "mimlkit bench --suite x" in html
@@ -153,12 +154,12 @@ def test_responsive_summary_markup():
     from mimlkit.reporting.tables import summary_html
 
     h = summary_html(pd.DataFrame(_rows()))
-    assert h.startswith('<div class="scroll"') and 'class="summary"' in h
+    assert '<div class="scroll" role="region"' in h and 'class="summary"' in h
     assert '<th class="sticky">learner</th>' in h and '<th class="sticky">good</th>' in h
-    assert '<span class="m">★ 0.910</span><span class="s">± 0.010</span>' in h
+    assert '<span class="m">0.910</span><span class="s">★ ± 0.010</span>' in h
     css = _CSS.replace("\n", "")
     assert ".scroll{overflow-x:auto" in css and "position:sticky" in css
-    assert "@media (max-width:900px)" in css
+    assert "@media (max-width:900px)" in css and ".panels{display:flex;flex-wrap:wrap" in css
 
 
 def test_dataset_name_fallback(tmp_path, monkeypatch):

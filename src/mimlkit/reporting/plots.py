@@ -68,6 +68,12 @@ def learner_styles(learners: list[str]) -> dict[str, tuple[Any, str]]:
     return dict(zip(learners, zip(_colors(len(learners)), _markers(len(learners)))))
 
 
+def _linestyles(learners: list[str]) -> dict[str, str]:
+    """Solid lines for the first 10 learners (dark shades), dashed for the light shades
+    that follow, so lines of one hue stay apart where markers are not drawn."""
+    return {lr: "-" if i < 10 else "--" for i, lr in enumerate(learners)}
+
+
 def fig_to_png(fig, path=None, dpi: int = 110) -> bytes:
     """PNG bytes of a figure (also written to ``path`` when given); closes the figure."""
     import io
@@ -84,19 +90,24 @@ def fig_to_png(fig, path=None, dpi: int = 110) -> bytes:
     return data
 
 
-def metric_dots(table: pd.DataFrame, interval: str = "std"):
+def metric_dots(table: pd.DataFrame, interval: str = "std",
+                metrics: list[str] | None = None):
     """One panel per metric: a dot per learner (mean over splits) with its interval
     (``"std"``: ± one standard deviation over splits; ``"ci95"``: the 95% t-interval of
     the mean), on an axis zoomed to the data (not from zero) so close means stay apart;
-    best first, dashed line at the best mean."""
+    best first, dashed line at the best mean. ``metrics``: only these panels (the
+    learners keep the colours they have in the full figure)."""
     st = summary_stats(table)
     if st.empty:
         return None
     plt = _plt()
     from scipy import stats as _st
 
-    metrics = list(dict.fromkeys(st["metric"]))
     learners = list(dict.fromkeys(st["learner"]))
+    metrics = [m for m in (metrics or list(dict.fromkeys(st["metric"])))
+               if m in set(st["metric"])]
+    if not metrics:
+        return None
     styles = learner_styles(learners)
     ncol = min(3, len(metrics))
     nrow = int(np.ceil(len(metrics) / ncol))
@@ -140,8 +151,9 @@ def metric_dots(table: pd.DataFrame, interval: str = "std"):
         ax.grid(axis="x", alpha=0.3)
     for ax in axes.ravel()[len(metrics):]:
         ax.set_visible(False)
-    fig.suptitle("Metrics per learner (best on top, bold)", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    if len(metrics) > 1:
+        fig.suptitle("Metrics per learner (best on top, bold)", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.98 if len(metrics) > 1 else 1))
     return fig
 
 
@@ -232,10 +244,11 @@ def time_vs_size(sizes: list[dict[str, Any]] | pd.DataFrame | None):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     styles = learner_styles(list(dict.fromkeys(df["learner"])))
+    dash = _linestyles(list(styles))
     for lr, sub in df.groupby("learner", sort=False):
         g = sub.groupby("n_bags")["fit_seconds"].mean().sort_index()
         c, mk = styles[lr]
-        ax.plot(g.index, g.values, "-", marker=mk, label=lr, color=c)
+        ax.plot(g.index, g.values, dash[lr], marker=mk, label=lr, color=c)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training bags")
@@ -423,10 +436,19 @@ def tile_heatmaps(maps: dict[str, list[dict[str, Any]]] | None):
     return fig
 
 
-def pr_curves(test_scores: dict[str, Any] | None, max_labels: int = 12):
-    """Per-label precision-recall curves of every learner on the stored test split (one
-    panel per label, the ``max_labels`` labels with most test positives); AP in the
-    legend. ``test_scores``: the ``results.json`` field written by ``mimlkit bench``."""
+def _finite_scores(s: np.ndarray) -> np.ndarray:
+    """Missing (NaN) scores rank below every real score."""
+    ok = np.isfinite(s)
+    low = s[ok].min() - 1.0 if ok.any() else 0.0
+    return np.where(ok, s, low)
+
+
+def pr_curves(test_scores: dict[str, Any] | None, max_labels: int = 12,
+              max_learners: int = 8):
+    """Per-label precision-recall curves on the stored test split (one panel per label,
+    the ``max_labels`` labels with most test positives) for the ``max_learners`` learners
+    with the best mean AP over those labels (legend: that AP; colours as in the other
+    figures). ``test_scores``: the ``results.json`` field written by ``mimlkit bench``."""
     if not test_scores or not test_scores.get("scores"):
         return None
     from sklearn.metrics import average_precision_score, precision_recall_curve
@@ -438,24 +460,25 @@ def pr_curves(test_scores: dict[str, Any] | None, max_labels: int = 12):
     if not keep:
         return None
     keep = sorted(keep)
-    learners = list(test_scores["scores"])
-    styles = learner_styles(learners)
+    all_learners = list(test_scores["scores"])
+    styles = learner_styles(all_learners)
+    S = {lr: _finite_scores(np.array(test_scores["scores"][lr], dtype=float))
+         for lr in all_learners}
+    aps = {lr: float(np.mean([average_precision_score(Y[:, k] == 1, S[lr][:, k])
+                              for k in keep])) for lr in all_learners}
+    learners = sorted(all_learners, key=lambda lr: -aps[lr])[:max_learners]
+    dash = _linestyles(all_learners)
     plt = _plt()
-    ncol = min(4, len(keep))
+    ncol = min(len(keep), 2 if len(keep) <= 4 else 4)
     nrow = int(np.ceil(len(keep) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.3 * nrow + 0.9),
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.3 * nrow + 0.4),
                              squeeze=False)
     for ax, k in zip(axes.ravel(), keep):
         y = Y[:, k] == 1
         for lr in learners:
-            s = np.array(test_scores["scores"][lr], dtype=float)[:, k]
-            s = np.where(np.isfinite(s), s, -np.inf)
-            if not np.isfinite(s).any():
-                continue
-            s = np.where(np.isfinite(s), s, np.nanmin(s[np.isfinite(s)]) - 1.0)
-            prec, rec, _ = precision_recall_curve(y, s)
-            c, _mk = styles[lr]
-            ax.step(rec, prec, where="post", color=c, lw=1.1, label=lr)
+            prec, rec, _ = precision_recall_curve(y, S[lr][:, k])
+            ax.step(rec, prec, where="post", color=styles[lr][0], lw=1.3, label=lr,
+                    linestyle=dash[lr])
         ax.axhline(y.mean(), color="0.5", ls=":", lw=0.8)
         ax.set_xlim(0, 1.0)
         ax.set_ylim(0, 1.02)
@@ -466,19 +489,15 @@ def pr_curves(test_scores: dict[str, Any] | None, max_labels: int = 12):
         ax.grid(alpha=0.3)
     for ax in axes.ravel()[len(keep):]:
         ax.set_visible(False)
-    aps = {}
-    for lr in learners:
-        s = np.array(test_scores["scores"][lr], dtype=float)
-        s = np.where(np.isfinite(s), s, -1e300)
-        vals = [average_precision_score(Y[:, k] == 1, s[:, k]) for k in keep]
-        aps[lr] = float(np.mean(vals))
-    handles = [plt.Line2D([], [], color=styles[lr][0], lw=2,
+    handles = [plt.Line2D([], [], color=styles[lr][0], lw=2, linestyle=dash[lr],
                           label=f"{lr}: {aps[lr]:.3f}") for lr in learners]
-    fig.suptitle(f"Precision-recall per label (test split {test_scores.get('split', 0)}; "
-                 "dotted = positive rate)", fontsize=10)
+    shown = "" if len(learners) == len(all_learners) else \
+        f"; best {len(learners)} of {len(all_learners)} learners"
+    fig.suptitle(f"Precision-recall per label (test split {test_scores.get('split', 0)}"
+                 f"{shown}; dotted = positive rate)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
-    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=7,
-               frameon=False, title="mean AP over the shown labels", title_fontsize=7)
+    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=7.5,
+               frameon=False, title="mean AP, shown labels", title_fontsize=7.5)
     return fig
 
 

@@ -33,6 +33,7 @@ from mimlkit.reporting import plots
 from mimlkit.reporting.stats_section import multi_dataset_section, pairwise_section
 from mimlkit.reporting.tables import (
     label_support,
+    overall_rows,
     per_label_html,
     per_label_rows,
     summary_csv,
@@ -57,20 +58,25 @@ th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}
 .legend{color:#555;font-size:.85em}
 table.summary{font-size:.85em}
 table.summary thead th,table.per-label thead th{white-space:normal;min-width:4.2em;
-max-width:9em;vertical-align:bottom;overflow-wrap:anywhere}
+max-width:9em;vertical-align:bottom;overflow-wrap:break-word}
 table.summary .m{display:block}
 table.summary .s{display:block;color:#666;font-size:.82em;font-weight:normal}
 thead th{background:#f2f2f2}tbody th{text-align:left;background:#fafafa}
 th.sticky{position:sticky;left:0;z-index:1;background:#fafafa;max-width:14em;
-white-space:normal;overflow-wrap:anywhere;text-align:left}
+white-space:normal;overflow-wrap:break-word;text-align:left}
+tr.support th,tr.support td{color:#555;font-style:italic;background:#fbfbf4}
 thead th.sticky{background:#f2f2f2;z-index:2}
 td.best{background:#e4f5e1;font-weight:bold}
 .meta{color:#555;font-size:.9em}.meta li{overflow-wrap:anywhere}
 .meta code{background:#f4f4f4;padding:1px 4px}
 img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0}
 .skipped{color:#8a5a00;overflow-wrap:anywhere}
+.panels{display:flex;flex-wrap:wrap;gap:.4em}
+.panels img{flex:1 1 420px;max-width:560px;min-width:0;margin:0}
+.scroll-hint{display:none;color:#777;font-size:.8em;margin:.2em 0}
 @media (max-width:900px){body{margin:.8em auto;padding:0 .5em}
-table{font-size:.8em}th,td{padding:3px 5px}h1{font-size:1.3em}}
+table{font-size:.8em}th,td{padding:3px 4px}h1{font-size:1.3em}
+table.summary{font-size:.78em}.scroll-hint{display:block}}
 """
 
 
@@ -261,6 +267,13 @@ def build_report(results: str | os.PathLike | dict[str, Any], out_dir: str | os.
         png = plots.fig_to_png(fig)
         _atomic_write(figdir / f"{key}.png", png)
         figures.append((key, caption, png))
+    # the metric panels again one image each, laid out by the browser (wrap at 800 px)
+    panels: list[tuple[str, bytes]] = []
+    if any(k == "metrics" for k, _, _ in figures):
+        for m in dict.fromkeys(overall_rows(table)["metric"]):
+            fig = plots.metric_dots(table, metrics=[m])
+            if fig is not None:
+                panels.append((str(m), plots.fig_to_png(fig)))
 
     # ---------------------------------------------------------------- html
     h = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -282,25 +295,30 @@ def build_report(results: str | os.PathLike | dict[str, Any], out_dir: str | os.
     else:
         h.append(f"<h2>Summary</h2>{note}")
         h.append(summary_html(table))
-        if pair_html:
-            h.append("<h2>Paired tests against the best learner</h2>" + pair_html)
     if no_plots:
         h.append(f"<p class='skipped'>{html.escape(no_plots, quote=False)}</p>")
     if skipped:
         h.append("<p class='skipped'>Skipped: " + "; ".join(
             f"<b>{html.escape(k)}</b> ({html.escape(str(v))})" for k, v in skipped.items())
             + "</p>")
-    for _key, caption, png in figures:
+    for key, caption, png in figures:
+        if key == "metrics" and panels:
+            h.append(f"<h2>{html.escape(caption)}</h2><div class='panels'>" + "".join(
+                f"<img alt='{html.escape(m)}' src='data:image/png;base64,"
+                f"{base64.b64encode(p).decode('ascii')}'>" for m, p in panels) + "</div>")
+            continue
         b64 = base64.b64encode(png).decode("ascii")
         h.append(f"<h2>{html.escape(caption)}</h2>"
                  f"<img alt='{html.escape(caption)}' src='data:image/png;base64,{b64}'>")
+    if not multi and pair_html:
+        h.append("<h2>Paired tests against the best learner</h2>" + pair_html)
     if not pl.empty:
         h.append("<h2>Per-label table</h2><p class='legend'>mean over splits; support = "
                  "bags with the label in the dataset (and in the stored test split).</p>")
         h.append(per_label_html(pl, support))
     if not ts.empty:
-        h.append("<h2>Time per split (seconds)</h2><div class='scroll'>" + ts.set_index(
-            "learner").to_html(float_format="%.3g", border=0) + "</div>")
+        h.append("<h2>Time per split (seconds)</h2><div class='scroll'>" + ts.to_html(
+            float_format="%.3g", border=0, index=False) + "</div>")
     h.append("</body></html>")
     html_path = out / "report.html"
     _atomic_write(html_path, "\n".join(h))

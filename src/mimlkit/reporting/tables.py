@@ -151,7 +151,8 @@ def summary_html(table: pd.DataFrame, digits: int = 3) -> str:
     if not learners:
         return "<p><em>no results</em></p>"
     best = _best(mean)
-    out = ['<div class="scroll" role="region" aria-label="summary table" tabindex="0">'
+    out = ['<p class="scroll-hint">on a narrow screen the table scrolls sideways</p>'
+           '<div class="scroll" role="region" aria-label="summary table" tabindex="0">'
            '<table class="summary"><thead><tr><th class="sticky">learner</th>']
     for m in metrics:
         d = "lower is better" if metric_direction(m) == "min" else "higher is better"
@@ -166,8 +167,8 @@ def summary_html(table: pd.DataFrame, digits: int = 3) -> str:
             if mu is None or not np.isfinite(mu):
                 out.append("<td>–</td>")
                 continue
-            out.append(f'<td{cls}><span class="m">{"★ " if cls else ""}{mu:.{digits}f}</span>'
-                       f'<span class="s">± {sd:.{digits}f}</span></td>')
+            out.append(f'<td{cls}><span class="m">{mu:.{digits}f}</span>'
+                       f'<span class="s">{"★ " if cls else ""}± {sd:.{digits}f}</span></td>')
         out.append("</tr>")
     out.append("</tbody></table></div>")
     legend = ", ".join(f"{html.escape(short_name(m))} = {html.escape(m)}" for m in metrics
@@ -197,10 +198,18 @@ def label_support(data: dict[str, Any], labels: list[str]) -> pd.DataFrame:
     return out
 
 
+def _support_cell(col: str, v: Any) -> str:
+    if v is None or pd.isna(v):
+        return "–"
+    return f"{v:.1f}" if "%" in col else str(int(v))
+
+
 def per_label_html(pl: pd.DataFrame, support: pd.DataFrame | None = None,
                    digits: int = 3) -> str:
-    """Per-label tables (one per per-label metric): one row per label, its support, then
-    one column per learner (mean over splits), best per label marked."""
+    """Per-label tables (one per per-label metric), mean over splits, best per label
+    marked, with the labels' support. The longer side goes down the page: labels as rows
+    (support as columns) when there are more labels than learners, else learners as rows
+    and the support as the first (shaded) rows."""
     import html
 
     if pl.empty:
@@ -211,33 +220,48 @@ def per_label_html(pl: pd.DataFrame, support: pd.DataFrame | None = None,
         wide = wide.reindex(index=list(dict.fromkeys(sub["label"])),
                             columns=list(dict.fromkeys(sub["learner"])))
         low = metric_direction(str(m)) == "min"
+        vals = wide.to_numpy(dtype=float)
+        with np.errstate(all="ignore"):
+            best = np.nanmin(vals, axis=1) if low else np.nanmax(vals, axis=1)
+        is_best = np.isclose(vals, best[:, None], rtol=0, atol=1e-12) & np.isfinite(vals)
         sup = support.reindex(wide.index) if support is not None and len(support.columns) \
             else None
+        labels_down = len(wide.index) >= len(wide.columns)
         out.append(f"<h3>{html.escape(str(m))} {arrow(str(m))}</h3>")
-        out.append('<div class="scroll" tabindex="0"><table class="per-label"><thead><tr>'
-                   '<th class="sticky">label</th>')
-        if sup is not None:
-            out += [f"<th>{html.escape(c)}</th>" for c in sup.columns]
-        out += [f"<th>{html.escape(str(c))}</th>" for c in wide.columns]
-        out.append("</tr></thead><tbody>")
-        for lab, row in wide.iterrows():
-            out.append(f'<tr><th class="sticky">{html.escape(str(lab))}</th>')
+        out.append('<div class="scroll" tabindex="0"><table class="per-label"><thead><tr>')
+
+        best_td = '<td class="best">'
+        cells = [[("<td>–</td>" if not np.isfinite(v) else
+                   f"{best_td if b else '<td>'}{v:.{digits}f}</td>")
+                  for v, b in zip(vr, br)] for vr, br in zip(vals, is_best)]
+
+        if labels_down:
+            out.append('<th class="sticky">label</th>')
+            if sup is not None:
+                out += [f"<th>{html.escape(c)}</th>" for c in sup.columns]
+            out += [f"<th>{html.escape(str(c))}</th>" for c in wide.columns]
+            out.append("</tr></thead><tbody>")
+            for i, lab in enumerate(wide.index):
+                out.append(f'<tr><th class="sticky">{html.escape(str(lab))}</th>')
+                if sup is not None:
+                    out += [f"<td>{_support_cell(c, sup.at[lab, c])}</td>"
+                            for c in sup.columns]
+                out += cells[i]
+                out.append("</tr>")
+        else:
+            out.append('<th class="sticky">learner</th>')
+            out += [f"<th>{html.escape(str(lab))}</th>" for lab in wide.index]
+            out.append("</tr></thead><tbody>")
             if sup is not None:
                 for c in sup.columns:
-                    v = sup.at[lab, c]
-                    out.append("<td>–</td>" if pd.isna(v) else
-                               f"<td>{v:.1f}</td>" if "%" in c else f"<td>{int(v)}</td>")
-            vals = row.to_numpy(dtype=float)
-            ok = np.isfinite(vals)
-            b = (np.nanmin(vals) if low else np.nanmax(vals)) if ok.any() else np.nan
-            for v in vals:
-                if not np.isfinite(v):
-                    out.append("<td>–</td>")
-                elif np.isclose(v, b, rtol=0, atol=1e-12):
-                    out.append(f'<td class="best">{v:.{digits}f}</td>')
-                else:
-                    out.append(f"<td>{v:.{digits}f}</td>")
-            out.append("</tr>")
+                    out.append(f'<tr class="support"><th class="sticky">{html.escape(c)}</th>')
+                    out += [f"<td>{_support_cell(c, sup.at[lab, c])}</td>"
+                            for lab in wide.index]
+                    out.append("</tr>")
+            for j, lr in enumerate(wide.columns):
+                out.append(f'<tr><th class="sticky">{html.escape(str(lr))}</th>')
+                out += [row[j] for row in cells]
+                out.append("</tr>")
         out.append("</tbody></table></div>")
     return "".join(out)
 
