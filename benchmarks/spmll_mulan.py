@@ -7,7 +7,15 @@ Every hyper-parameter (and the early-stopping epoch) is chosen on the validation
 with training seed 0; the chosen configuration is then trained with seeds 0, 1, 2 and
 evaluated on the official test file (mAP x 100, mean (std)).
 
+The headline "gap closed" uses the OPML variant that the **validation** split picks; which
+variant would have been best on the test file is never used (it would be a test-set choice).
+
+Optimiser: ``--optimizer adam`` (ours, the default) or ``--optimizer sgd`` (paper 003 trains
+with SGD; momentum 0.9 and weight decay 1e-3 as in the large-loss code's SGD option, since
+the paper states neither); results go to ``spmll_mulan.md`` / ``spmll_mulan_sgd.md``.
+
     .venv/bin/python benchmarks/spmll_mulan.py [--datasets emotions yeast] [--quick]
+        [--optimizer adam|sgd]
 """
 
 from __future__ import annotations
@@ -44,9 +52,11 @@ def run(X, Y, Xv, Yv, Xt, Yt, loss, params, seed, cfg, extra=None):
     from mimlkit.deep.heads import MultiLabelHead
     from mimlkit.deep.spmll import mean_ap
 
+    opt = cfg.get("optimizer", "adam")
+    sgd = {"optimizer": "sgd", "weight_decay": 1e-3} if opt == "sgd" else {}
     h = MultiLabelHead(loss=loss, loss_params=params, max_epochs=cfg["epochs"], lr=cfg["lr"],
                        batch_size=cfg["batch"], early_stopping_patience=cfg["patience"],
-                       random_state=seed, **(extra or {}))
+                       random_state=seed, threshold_mode="fixed", **sgd, **(extra or {}))
     h.fit(X, Y, eval_set=(Xv, Yv))
     val = max(e["val_map"] for e in h.history_)
     test = mean_ap(Yt, h.decision_function(Xt)) if Xt is not None else None
@@ -70,14 +80,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", nargs="+", default=["emotions", "yeast"])
     ap.add_argument("--quick", action="store_true", help="tiny grids (smoke run)")
+    ap.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
+                    help="adam (ours) or sgd (paper 003; momentum 0.9, weight decay 1e-3)")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)
     from mimlkit.deep.spmll import SPMLLProtocol
 
-    base = {"epochs": 60, "batch": 32, "patience": 10}
-    lrs = [1e-2] if args.quick else [1e-3, 3e-3, 1e-2, 3e-2]
+    base = {"epochs": 60, "batch": 32, "patience": 10, "optimizer": args.optimizer}
+    lrs = [1e-2] if args.quick else (
+        [1e-3, 3e-3, 1e-2, 3e-2] if args.optimizer == "adam" else [1e-2, 3e-2, 0.1, 0.3])
     unit = [0.5] if args.quick else [0.1, 0.3, 0.5, 0.7, 0.9]
     unit_sp = [0.5] if args.quick else [0.01, 0.02, 0.05, 0.1, 0.3, 0.5, 0.7, 0.9, 0.97]
     results, selection_log, rows_md = {}, [], []
@@ -190,14 +203,11 @@ def main() -> None:
         full_bce = res["full/BCE"]["mean"]
         an = res["sp/AN-BCE"]["mean"]
         opml_variants = ["sp/OPML", "sp/OPML+HR", "sp/OPML+corr", "sp/softOPML+corr"]
-        best_v = max(opml_variants, key=lambda k: res[k]["mean"])
         gap = full_bce - an
-        closed = (res[best_v]["mean"] - an) / gap if gap > 0 else float("nan")
-        # which variant the *validation* split would pick (the honest choice)
+        # the variant the validation split picks: the only choice this benchmark reports
         val_pick = max(opml_variants, key=lambda k: res[k]["val_map_seed0"])
         closed_val = (res[val_pick]["mean"] - an) / gap if gap > 0 else float("nan")
         results[ds] = {"methods": res, "gap_full_bce_minus_an": gap,
-                       "best_opml_variant": best_v, "gap_closed": closed,
                        "val_selected_opml_variant": val_pick, "gap_closed_val_selected": closed_val,
                        "observed_labels_file": str(obs_path.relative_to(ROOT)),
                        "n_train": int(len(proto.train_idx)), "n_val": int(len(proto.val_idx)),
@@ -205,7 +215,10 @@ def main() -> None:
                        "cardinality_train": k_oracle, "seconds": time.time() - t0}
         selection_log.extend({"dataset": ds, **r} for r in log)
         rows_md.append((ds, res, results[ds]))
-    md = ["Linear head (`MultiLabelHead`, mean-pooled = raw features, standardised), Adam, "
+    md = ["Linear head (`MultiLabelHead`, mean-pooled = raw features, standardised), "
+          + ("Adam" if args.optimizer == "adam" else
+             "SGD (paper 003's optimiser; momentum 0.9, weight decay 1e-3 — not stated in "
+             "the paper, taken from the large-loss code's SGD option)") + ", "
           f"batch {base['batch']}, ≤{base['epochs']} epochs, early stopping on validation mAP "
           f"(patience {base['patience']}). Test mAP × 100, mean (std) over seeds {SEEDS}. "
           "Hyper-parameters chosen on the protocol's validation split (20% of the official "
@@ -220,16 +233,16 @@ def main() -> None:
         md.append(f"| {'full labels' if setting == 'full' else 'single positive'} | {meth} | "
                   + " | ".join(cells) + " |")
     md.append("")
-    md.append("Gap closed = (best OPML variant − AN-BCE(single positive)) / "
-              "(BCE(full labels) − AN-BCE(single positive)); goal ≥ 0.5.")
+    md.append("Gap closed = (OPML variant picked on the validation split − AN-BCE(single "
+              "positive)) / (BCE(full labels) − AN-BCE(single positive)); goal ≥ 0.5. The "
+              "variant is chosen by validation mAP (seed 0) among OPML, OPML+HR, OPML+corr and "
+              "softOPML+corr; test figures play no part in the choice.")
     md.append("")
-    md.append("| dataset | BCE full − AN-BCE SP | best OPML variant (test) | gap closed | "
-              "variant picked on validation | gap closed (val pick) |")
-    md.append("|---|---|---|---|---|---|")
+    md.append("| dataset | BCE full − AN-BCE SP | variant picked on validation | gap closed |")
+    md.append("|---|---|---|---|")
     for d, _, s in rows_md:
-        md.append(f"| {d} | {s['gap_full_bce_minus_an']:.2f} | {s['best_opml_variant']} | "
-                  f"{s['gap_closed']:.2f} | {s['val_selected_opml_variant']} | "
-                  f"{s['gap_closed_val_selected']:.2f} |")
+        md.append(f"| {d} | {s['gap_full_bce_minus_an']:.2f} | "
+                  f"{s['val_selected_opml_variant']} | {s['gap_closed_val_selected']:.2f} |")
     md.append("")
     md.append("Chosen configurations (validation mAP, seed 0):")
     md.append("")
@@ -243,11 +256,13 @@ def main() -> None:
                   f"{s['seconds']:.0f} s for this dataset")
     md.append("")
     md.append(f"Total wall time {time.time() - t_all:.0f} s.")
-    write_results("spmll_mulan", {"results": results, "selection_log": selection_log,
+    name = "spmll_mulan" if args.optimizer == "adam" else "spmll_mulan_sgd"
+    write_results(name, {"results": results, "selection_log": selection_log,
                                   "config": {**base, "lrs": lrs, "unit_grid": unit,
                                              "unit_grid_sp": unit_sp, "seeds": list(SEEDS),
                                              "quick": args.quick}},
-                  "\n".join(md), title="SPMLL losses on Mulan emotions / yeast (linear head)")
+                  "\n".join(md), title="SPMLL losses on Mulan emotions / yeast (linear head, "
+                  f"{args.optimizer})")
     print("\n".join(md))
 
 

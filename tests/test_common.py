@@ -82,7 +82,10 @@ def test_fit_predict_pickle(name):
     P = est.predict(X)
     assert P.shape == Y.shape
     assert set(np.unique(P)) <= {0, 1}
-    assert (P.sum(axis=1) >= 1).all(), "T-criterion: every bag keeps at least one label"
+    if getattr(est, "t_criterion_", False):
+        assert (P.sum(axis=1) >= 1).all(), "T-criterion: every bag keeps at least one label"
+    if name == "empty":
+        assert P.sum() == 0
     # same results from Bags input
     np.testing.assert_allclose(est.decision_function(Bags.from_list(X)), S, rtol=1e-5,
                                atol=1e-6)

@@ -23,7 +23,7 @@ from typing import Any
 from mimlkit._extras import EXTRAS, MissingExtraError, extra_for_module, missing_extra_error
 
 __all__ = ["LearnerSpec", "register_learner", "create", "get_learner_class", "list_learners",
-           "learner_spec"]
+           "learner_spec", "PRESETS", "preset_params"]
 
 
 @dataclass(frozen=True)
@@ -103,11 +103,47 @@ def _findable(module: str) -> bool:
         return False
 
 
-def create(name: str, **params: Any):
-    """Instantiate a registered learner; ``params`` override the preset's."""
+#: Named parameter sets. ``"paper"``: the literal settings of each learner's paper
+#: (no instance scaling where the paper has none, the paper's fixed decision threshold and
+#: T-criterion) for reproducing published tables; the library defaults instead adapt to the
+#: data (``learners/_thresholds.py``, ``_instance_scaling.py``). A learner not listed in a
+#: preset is already paper-literal for it.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {"paper": {}, "default": {}}
+_FIXED = {"threshold_mode": "fixed", "t_criterion": True}
+PRESETS["paper"].update({
+    "mimlsvm": {"scale": None, **_FIXED},
+    "mimlknn": {"scale": None, **_FIXED},
+    "mimlnn": {"scale": None, **_FIXED},
+    "mimlrbf": {"scale": None, **_FIXED},
+    "mimlfast": {"scale": "standard", **_FIXED},
+    "mimlboost": _FIXED,
+    "mimlmisvm": _FIXED,
+    "deepmiml": _FIXED,
+    "pooled-linear": _FIXED,
+    "bls": _FIXED,
+    "awlel": _FIXED,
+    "smipr": {"scale_instances": False, **_FIXED},
+    "bmiml": _FIXED,
+    "multilabel-head": _FIXED,
+    "transfer-lr": {"threshold_mode": "fixed"},
+})
+
+
+def preset_params(name: str, preset: str | None) -> dict[str, Any]:
+    """Parameters of ``preset`` (``None``/"default" = none) for learner ``name``."""
+    if preset is None:
+        return {}
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    return dict(PRESETS[preset].get(name.lower(), {}))
+
+
+def create(name: str, preset: str | None = None, **params: Any):
+    """Instantiate a registered learner; ``preset`` (e.g. ``"paper"``, see ``PRESETS``)
+    then ``params`` override the registry entry's parameters."""
     spec = learner_spec(name)
     cls = get_learner_class(name)
-    return cls(**{**spec.params, **params})
+    return cls(**{**spec.params, **preset_params(name, preset), **params})
 
 
 def list_learners(family: str | None = None, *, input: str | None = None,
@@ -136,6 +172,10 @@ def list_learners(family: str | None = None, *, input: str | None = None,
 # entry resolves and honours the estimator contract).
 _BUILTIN = [
     # name, target, family, input, quick, description, params
+    ("prior", "mimlkit.learners.baselines:LabelPrior", "baseline", "bags", True,
+     "trivial baseline: training label frequencies as scores, nothing learned", {}),
+    ("empty", "mimlkit.learners.baselines:EmptyPredictor", "baseline", "bags", True,
+     "trivial baseline: predicts no label (scores = label prior)", {}),
     ("pooled-linear", "mimlkit.learners.pooled:PooledLinear", "baseline", "bags", True,
      "bag mean/max pooling + one-vs-rest logistic regression", {}),
     ("mimlsvm", "mimlkit.learners.classic.mimlsvm:MIMLSVM", "classic", "bags", True,

@@ -203,7 +203,7 @@ def test_helpers():
     np.testing.assert_allclose(o, [2, 2])
     np.testing.assert_allclose(f, [1, 1])  # constant column keeps factor 1
     with pytest.raises(ValueError, match="scale"):
-        fit_scaling(v, "robust")
+        fit_scaling(v, "bogus")
 
 
 def test_reject_unobserved_labels(data):

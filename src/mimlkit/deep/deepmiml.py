@@ -113,7 +113,14 @@ class DeepMIML(MIMLClassifierMixin, BaseEstimator):
         torch CPU threads during fit/predict (restored afterwards). The network is small,
         so one thread is fastest: on 2 busy cores an epoch of Scene took 0.3 s with 1 thread
         and 2-3 s with 2. None leaves torch's setting alone.
-    t_criterion : bool, default True
+    t_criterion : bool or "auto", default "auto"
+        Give a bag with no label above its threshold its top label. "auto": only when no
+        training bag has an empty label set and it adds no error on held-out training
+        scores (``learners/_thresholds.py``).
+    threshold_mode : {"hamming", "f1", "rate", "fixed"}, default "hamming"
+        How the decision thresholds are chosen: per label on held-out training scores
+        (``learners/_thresholds.py``), or the learner's own fixed threshold ("fixed", the
+        paper's rule and the ``paper`` preset).
     random_state : int, RandomState or None
         Seeds the weight initialisation, dropout and the batch order (deterministic on CPU).
     verbose : bool, default False
@@ -132,7 +139,8 @@ class DeepMIML(MIMLClassifierMixin, BaseEstimator):
                  label_softmax: bool = True, optimizer: str = "adam", lr: float = 1e-3,
                  weight_decay: float = 0.0, batch_size: int = 32, epochs: int = 30,
                  scale: str | None = "standard", device: str = "auto",
-                 n_threads: int | None = 1, t_criterion: bool = True, random_state: Any = None,
+                 n_threads: int | None = 1, t_criterion: bool | str = "auto",
+                 threshold_mode: str = "hamming", random_state: Any = None,
                  verbose: bool = False) -> None:
         self.hidden = hidden
         self.n_subconcepts = n_subconcepts
@@ -147,6 +155,7 @@ class DeepMIML(MIMLClassifierMixin, BaseEstimator):
         self.device = device
         self.n_threads = n_threads
         self.t_criterion = t_criterion
+        self.threshold_mode = threshold_mode
         self.random_state = random_state
         self.verbose = verbose
 

@@ -208,7 +208,8 @@ class MultiLabelHead(_HeadBase):
                  optimizer: str = "adam", label_correction: Any = None,
                  loss_schedules: dict | None = None,
                  early_stopping_patience: int | None = None, threshold: float | None = None,
-                 t_criterion: bool = True, random_state: int | None = 0, device: str = "cpu",
+                 t_criterion: bool | str = "auto", threshold_mode: str = "hamming",
+                 random_state: int | None = 0, device: str = "cpu",
                  checkpoint_dir: str | None = None, resume: bool = False,
                  verbose: bool = False) -> None:
         self.loss = loss
@@ -227,6 +228,7 @@ class MultiLabelHead(_HeadBase):
         self.early_stopping_patience = early_stopping_patience
         self.threshold = threshold
         self.t_criterion = t_criterion
+        self.threshold_mode = threshold_mode
         self.random_state = random_state
         self.device = device
         self.checkpoint_dir = checkpoint_dir

@@ -119,7 +119,7 @@ def _predict_from_scores(est: Any, X: Any, scores: np.ndarray) -> np.ndarray:
     from mimlkit.learners.base import MIMLClassifierMixin, t_criterion_predict
 
     if isinstance(est, MIMLClassifierMixin) and type(est).predict is MIMLClassifierMixin.predict:
-        return t_criterion_predict(scores, est._threshold(), getattr(est, "t_criterion", True))
+        return t_criterion_predict(scores, est._threshold(), est._use_t_criterion())
     return np.asarray(est.predict(X))
 
 
@@ -183,6 +183,8 @@ def _run_job(name: str, estimator: Any, X: Any, Y: np.ndarray, split: int,
             t0 = time.perf_counter()
             est.fit(X_train, Y[train])
             out["fit_seconds"] = time.perf_counter() - t0
+            if hasattr(est, "best_params_"):  # nested tuning: what the inner folds chose
+                out["tuned_params"] = _jsonable(est.best_params_)
             t0 = time.perf_counter()
             scores = _scores_of(est, X_test)
             y_pred = _predict_from_scores(est, X_test, scores)
@@ -513,9 +515,10 @@ def evaluate(learners: Any, dataset: Any, splitter: Any = None,
              metrics: Sequence[str] | None = None, n_jobs: int = 1, backend: str = "loky",
              scheduler: Any = None, label_names: Sequence[str] | None = None,
              progress: bool = True, keep_scores: bool = False, *,
-             convention: str = "zhang", random_state: int = 0, groups: Any = None,
-             test: Any = None, checkpoint: str | os.PathLike | None = None,
-             retries: int = 2, connect_timeout: float = 5.0) -> EvaluationResult:
+             convention: str = "zhang", random_state: int = 0, tune: bool = False,
+             tune_cv: int = 3, groups: Any = None, test: Any = None,
+             checkpoint: str | os.PathLike | None = None, retries: int = 2,
+             connect_timeout: float = 5.0) -> EvaluationResult:
     """Evaluate learners on the splits of a dataset.
 
     Parameters
@@ -535,6 +538,9 @@ def evaluate(learners: Any, dataset: Any, splitter: Any = None,
     keep_scores : keep per-split test indices, scores and predictions in ``.scores``.
     convention : metric convention ("zhang" or "sklearn").
     random_state : base seed of the per-job seeds.
+    tune : nested tuning: every learner with a declared search space
+        (``mimlkit.evaluation.tuning``) picks its hyper-parameters by ``tune_cv``-fold CV on
+        each training part only; the choices are in ``meta["tuned"]``.
     groups : one group id per bag for group splitters (default: the dataset's groups).
     test : a second ``MIMLDataset`` (e.g. Mulan's ``-test`` file): one split that trains on
         all of ``dataset`` and scores ``test`` (same label names, any order; same feature
@@ -566,6 +572,11 @@ def evaluate(learners: Any, dataset: Any, splitter: Any = None,
     if len(names) != ds.n_labels:
         raise ValueError(f"{len(names)} label names for {ds.n_labels} labels")
     resolved = _resolve_learners(learners)
+    if tune:  # choices on inner folds of each training part only (evaluation/tuning.py)
+        from mimlkit.evaluation.tuning import tuned
+
+        resolved = [(n, None if e is None else tuned(e, cv=tune_cv, random_state=random_state),
+                     k, err) for n, e, k, err in resolved]
     t_start = time.perf_counter()
 
     rows: list[dict[str, Any]] = []
@@ -616,6 +627,10 @@ def evaluate(learners: Any, dataset: Any, splitter: Any = None,
             kept.setdefault(job["learner"], {})[int(job["split"])] = job["scores"]
     order = {n: i for i, (n, *_) in enumerate(resolved)}
     rows.sort(key=lambda r: (order[r["learner"]], r["split"]))
+    tuned_params: dict[str, dict[int, Any]] = {}
+    for job in results:
+        if job.get("tuned_params") is not None:
+            tuned_params.setdefault(job["learner"], {})[int(job["split"])] = job["tuned_params"]
     table = _make_table(rows)
 
     meta = {
@@ -641,6 +656,8 @@ def evaluate(learners: Any, dataset: Any, splitter: Any = None,
     }
     if checkpoint is not None:
         meta.update(checkpoint=str(checkpoint), resumed_jobs=n_resumed)
+    if tune:
+        meta["tuned"] = {"cv": tune_cv, "params": tuned_params}
     return EvaluationResult(table, meta, kept)
 
 

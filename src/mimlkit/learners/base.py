@@ -21,7 +21,28 @@ from sklearn.utils.validation import check_is_fitted
 
 from mimlkit.bags import Bags, as_bags, check_labels
 
-__all__ = ["MIMLClassifierMixin", "BaseEstimator", "t_criterion_predict"]
+__all__ = ["MIMLClassifierMixin", "BaseEstimator", "t_criterion_predict", "RefusedData"]
+
+
+class RefusedData(ValueError):
+    """A learner declines a dataset it cannot handle within its design limits (e.g.
+    MIMLBoost's bag-per-label expansion on 159 labels); the message says why in one line
+    and what to use instead. Raised by ``fit`` before any heavy work."""
+
+
+#: instances x labels above which the per-label instance learners (MIMLBoost, MIML-miSVM)
+#: refuse: both train on every (instance, label) pair, so they grow with the product
+MAX_INSTANCE_LABEL_PAIRS = 500_000
+
+
+def refuse_instance_label_pairs(name: str, n_instances: int, n_labels: int) -> None:
+    """Raise ``RefusedData`` when ``n_instances * n_labels`` exceeds the limit above."""
+    pairs = int(n_instances) * int(n_labels)
+    if pairs > MAX_INSTANCE_LABEL_PAIRS:
+        raise RefusedData(
+            f"{name} trains on every (instance, label) pair: {n_instances:,} instances x "
+            f"{n_labels} labels = {pairs:,} > {MAX_INSTANCE_LABEL_PAIRS:,}; use mimlfast, "
+            "bmiml or pooled-linear for this many labels")
 
 
 def t_criterion_predict(scores: np.ndarray, threshold: float | np.ndarray,
@@ -36,6 +57,25 @@ def t_criterion_predict(scores: np.ndarray, threshold: float | np.ndarray,
             rows = np.flatnonzero(empty)
             Y[rows, np.argmax(scores[rows], axis=1)] = 1
     return Y
+
+
+def _with_calibration(fit):
+    """Wrap a learner's ``fit`` so that its decision thresholds are chosen on training data
+    (``MIMLClassifierMixin._fit_and_calibrate``); nested ``super().fit`` calls pass through."""
+    import functools
+
+    @functools.wraps(fit)
+    def wrapped(self, X, Y, *args, **kwargs):
+        if getattr(self, "_in_fit", False):
+            return fit(self, X, Y, *args, **kwargs)
+        self._in_fit = True
+        try:
+            return self._fit_and_calibrate(fit, X, Y, args, kwargs)
+        finally:
+            self.__dict__.pop("_in_fit", None)
+
+    wrapped._calibrated_fit = True  # type: ignore[attr-defined]
+    return wrapped
 
 
 class _LabelClasses:
@@ -102,14 +142,125 @@ class MIMLClassifierMixin:
         self.classes_ = [np.array([0, 1]) for _ in range(Y.shape[1])]
         return bags, Y
 
+    # ---------------------------------------------------------------- thresholds
+    #: whether ``fit`` ends with the data-chosen thresholds of ``learners/_thresholds.py``
+    _uses_threshold_calibration: bool = True
+    #: folds of the out-of-fold scores (1 = one 75/25 hold-out, for learners slow to fit)
+    _calibration_folds: int = 3
+    #: above this many training bags one 80/20 hold-out replaces the out-of-fold refits
+    _OOF_MAX_BAGS: int = 1000
+    #: above this many, the model fitted on 80 % is kept (no refit on all bags)
+    _REFIT_MAX_BAGS: int = 20000
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        fit = cls.__dict__.get("fit")
+        if fit is not None and not getattr(fit, "_calibrated_fit", False):
+            cls.fit = _with_calibration(fit)  # type: ignore[method-assign]
+
+    def _fit_and_calibrate(self, fit: Any, X: Any, Y: Any, args: tuple, kwargs: dict) -> Any:
+        """Run the learner's own ``fit``, then set ``threshold_`` / ``t_criterion_``.
+
+        ``threshold_mode="fixed"`` (or a learner opting out): the learner's threshold, and
+        ``t_criterion="auto"`` = on unless a training bag has an empty label set. Otherwise
+        (``learners/_thresholds.py``) the thresholds come from scores of bags the scoring
+        model did not see: up to ``_OOF_MAX_BAGS`` training bags, out-of-fold scores from
+        ``_calibration_folds`` clones, then the final fit on all bags (about 3x one fit);
+        up to ``_REFIT_MAX_BAGS``, one clone fitted on 80 % scores the other 20 %, then the
+        final fit on all bags (about 1.8x); above (where a refit costs most and a small
+        share of the data least), ``min(20 %, 5000)`` held-out bags score the model fitted
+        on the rest, which is kept (1x).
+        Extra fit inputs (e.g. BLS ``global_features``) and partly observed labels (-1)
+        cannot be split or scored: the learner's own threshold is kept then.
+        """
+        from sklearn.base import clone
+
+        from mimlkit.learners._thresholds import THRESHOLD_MODES, fold_indices
+
+        mode = getattr(self, "threshold_mode", "fixed")
+        if mode not in THRESHOLD_MODES:
+            raise ValueError(f"threshold_mode must be one of {THRESHOLD_MODES}, got {mode!r}")
+        tc = getattr(self, "t_criterion", True)
+        if tc not in (True, False, "auto"):
+            raise ValueError(f"t_criterion must be True, False or 'auto', got {tc!r}")
+        extra = bool(args) or any(v is not None for v in kwargs.values())
+        if (mode == "fixed" or extra or not self._uses_threshold_calibration
+                or self._explicit_threshold()
+                or getattr(self, "input_kind", "bags") != "bags"):
+            out = fit(self, X, Y, *args, **kwargs)
+            self._set_fixed_t_criterion(Y, tc)
+            return out
+        bags = as_bags(X, dtype=getattr(self, "dtype", np.float32))
+        Yc = check_labels(Y, bags.n_bags, allow_unobserved=True)
+        if (Yc < 0).any():
+            out = fit(self, X, Y)
+            self._set_fixed_t_criterion(Yc, tc)
+            return out
+        n = bags.n_bags
+        if n > self._REFIT_MAX_BAGS:
+            n_hold = min(int(0.2 * n), 5000)
+            perm = np.random.default_rng(self._seed()).permutation(n)
+            hold, keep = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
+            out = fit(self, bags.take(keep), Yc[keep])
+            S = np.asarray(self.decision_function(bags.take(hold)), dtype=np.float64)
+            self._choose(S, Yc[hold], Yc, mode, tc)
+            self.calibration_ = {"method": "holdout, no refit", "n_heldout": int(n_hold)}
+            return out
+        out = fit(self, X, Y)
+        n_folds = self._calibration_folds if n <= self._OOF_MAX_BAGS else 1
+        folds = fold_indices(n, n_folds, self._seed())
+        rows, scores = [], []
+        for tr, te in folds:
+            est = clone(self).set_params(threshold_mode="fixed")
+            est.fit(bags.take(tr), Yc[tr])
+            rows.append(te)
+            scores.append(np.asarray(est.decision_function(bags.take(te)), dtype=np.float64))
+        self._choose(np.vstack(scores), Yc[np.concatenate(rows)], Yc, mode, tc)
+        self.calibration_ = {"method": "out-of-fold" if len(folds) > 1 else "holdout 80/20",
+                             "n_folds": len(folds)}
+        return out
+
+    def _explicit_threshold(self) -> bool:
+        """True when the learner's parameters fix its decision rule (e.g. BMIML with a
+        given ``tau`` or the paper's softmax rule): no data-chosen thresholds then."""
+        return False
+
+    def _seed(self) -> int:
+        seed = getattr(self, "random_state", None)
+        return int(seed) if isinstance(seed, (int, np.integer)) else 0
+
+    def _set_fixed_t_criterion(self, Y: Any, tc: Any) -> None:
+        Yc = np.asarray(check_labels(Y, allow_unobserved=True))
+        has_empty = bool((~(Yc == 1).any(axis=1) & (Yc >= 0).all(axis=1)).any())
+        self.t_criterion_ = (not has_empty) if tc == "auto" else bool(tc)
+
+    def _choose(self, S: np.ndarray, Yh: np.ndarray, Y: np.ndarray, mode: str, tc: Any) -> None:
+        """Thresholds and T-criterion from held-out scores ``S`` of labels ``Yh``."""
+        from mimlkit.learners._thresholds import choose_thresholds, t_criterion_helps
+
+        native = getattr(self, "threshold_", self.decision_threshold)
+        thr = choose_thresholds(S, Yh, mode, native)
+        self.threshold_ = thr
+        has_empty = bool((~(Y == 1).any(axis=1)).any())
+        if tc == "auto":
+            self.t_criterion_ = (not has_empty) and t_criterion_helps(S, Yh, thr)
+        else:
+            self.t_criterion_ = bool(tc)
+
     # ---------------------------------------------------------------- prediction
     def _threshold(self) -> float | np.ndarray:
         return getattr(self, "threshold_", self.decision_threshold)
 
+    def _use_t_criterion(self) -> bool:
+        tc = getattr(self, "t_criterion_", None)
+        if tc is None:
+            tc = getattr(self, "t_criterion", True)
+        return bool(tc) if tc != "auto" else True
+
     def predict(self, X: Any) -> np.ndarray:
         """{0,1} label matrix (n_bags x n_labels, int8)."""
         scores = self.decision_function(X)  # type: ignore[attr-defined]
-        return t_criterion_predict(scores, self._threshold(), getattr(self, "t_criterion", True))
+        return t_criterion_predict(scores, self._threshold(), self._use_t_criterion())
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Per-label scores in [0, 1] (n_bags x n_labels), the multilabel-indicator shape of

@@ -86,7 +86,8 @@ class PooledLinear(MIMLClassifierMixin, BaseEstimator):
 
     def __init__(self, *, pool: str = "mean", C: float = 1.0, standardize: bool = True,
                  class_weight: str | None = None, max_iter: int = 500, tol: float = 1e-4,
-                 t_criterion: bool = True, random_state: int | None = None,
+                 t_criterion: bool | str = "auto", threshold_mode: str = "hamming",
+                 random_state: int | None = None,
                  n_jobs: int | None = None) -> None:
         self.pool = pool
         self.C = C
@@ -95,6 +96,7 @@ class PooledLinear(MIMLClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.t_criterion = t_criterion
+        self.threshold_mode = threshold_mode
         self.random_state = random_state
         self.n_jobs = n_jobs
 

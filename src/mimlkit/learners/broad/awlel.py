@@ -92,7 +92,8 @@ class AWLEL(BroadNodesMixin, MIMLClassifierMixin, BaseEstimator):
                  sparse_refine: bool = True, sparse_lambda: float = 1e-3, sparse_iter: int = 50,
                  input_scaling: str = "standard", feature_activation: str = "linear",
                  pooling: Any = "meanmax", label_encoding: str = "01", block_size: int = 4096,
-                 dtype: str = "float64", random_state: int | None = None) -> None:
+                 dtype: str = "float64", t_criterion: bool | str = "auto",
+                 threshold_mode: str = "hamming", random_state: int | None = None) -> None:
         self.n_nodes_per_window = n_nodes_per_window
         self.n_windows = n_windows
         self.n_enhancement = n_enhancement
@@ -110,6 +111,8 @@ class AWLEL(BroadNodesMixin, MIMLClassifierMixin, BaseEstimator):
         self.sparse_lambda = sparse_lambda
         self.sparse_iter = sparse_iter
         self.input_scaling = input_scaling
+        self.t_criterion = t_criterion
+        self.threshold_mode = threshold_mode
         self.feature_activation = feature_activation
         self.pooling = pooling
         self.label_encoding = label_encoding
@@ -240,4 +243,5 @@ class AWLEL(BroadNodesMixin, MIMLClassifierMixin, BaseEstimator):
         return out
 
     def predict(self, X: Any, global_features: Any = None) -> np.ndarray:
-        return t_criterion_predict(self.decision_function(X, global_features), self.threshold_)
+        return t_criterion_predict(self.decision_function(X, global_features), self._threshold(),
+                                   self._use_t_criterion())

@@ -80,7 +80,8 @@ class BroadLearningSystem(BroadNodesMixin, MIMLClassifierMixin, BaseEstimator):
                  input_scaling: str = "standard", feature_activation: str = "linear",
                  pooling: Any = "meanmax", label_encoding: str = "pm1", solver: str = "auto",
                  block_size: int = 8192, memory_budget_mb: float | None = None,
-                 dtype: str = "float64", random_state: int | None = None) -> None:
+                 dtype: str = "float64", t_criterion: bool | str = "auto",
+                 threshold_mode: str = "hamming", random_state: int | None = None) -> None:
         self.n_nodes_per_window = n_nodes_per_window
         self.n_windows = n_windows
         self.n_enhancement = n_enhancement
@@ -90,6 +91,8 @@ class BroadLearningSystem(BroadNodesMixin, MIMLClassifierMixin, BaseEstimator):
         self.sparse_lambda = sparse_lambda
         self.sparse_iter = sparse_iter
         self.input_scaling = input_scaling
+        self.t_criterion = t_criterion
+        self.threshold_mode = threshold_mode
         self.feature_activation = feature_activation
         self.pooling = pooling
         self.label_encoding = label_encoding
@@ -200,5 +203,6 @@ class BroadLearningSystem(BroadNodesMixin, MIMLClassifierMixin, BaseEstimator):
     def predict(self, X: Any, global_features: Any = None) -> np.ndarray:
         from mimlkit.learners.base import t_criterion_predict
 
-        return t_criterion_predict(self.decision_function(X, global_features), self.threshold_)
+        return t_criterion_predict(self.decision_function(X, global_features), self._threshold(),
+                                   self._use_t_criterion())
 

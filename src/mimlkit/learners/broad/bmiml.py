@@ -101,7 +101,8 @@ class BMIML(MIMLClassifierMixin, BaseEstimator):
     def __init__(self, awlel: AWLEL | None = None, smipr: SMIPR | None = None,
                  mode: str = "full", decision: str = "per_label", tau: Any = None,
                  validation_fraction: float = 0.1, clip: bool = True, fusion_alpha: float = 1.0,
-                 t_criterion: bool = True, random_state: int | None = None) -> None:
+                 t_criterion: bool | str = "auto", threshold_mode: str = "hamming",
+                 random_state: int | None = None) -> None:
         self.awlel = awlel
         self.smipr = smipr
         self.mode = mode
@@ -111,6 +112,7 @@ class BMIML(MIMLClassifierMixin, BaseEstimator):
         self.clip = clip
         self.fusion_alpha = fusion_alpha
         self.t_criterion = t_criterion
+        self.threshold_mode = threshold_mode
         self.random_state = random_state
 
     # ------------------------------------------------------------------ helpers
@@ -118,6 +120,8 @@ class BMIML(MIMLClassifierMixin, BaseEstimator):
         est = default() if est is None else clone(est)
         if getattr(est, "random_state", 0) is None and self.random_state is not None:
             est.set_params(random_state=self.random_state)
+        if "threshold_mode" in est.get_params(deep=False):
+            est.set_params(threshold_mode="fixed")  # only BMIML's own thresholds are used
         return est
 
     @staticmethod
@@ -175,6 +179,10 @@ class BMIML(MIMLClassifierMixin, BaseEstimator):
             return softmax(s)
         return (s - self.target_min_) / (self.target_max_ - self.target_min_)
 
+    def _explicit_threshold(self) -> bool:
+        """A given ``tau`` (number, array or 'tune') or the paper's softmax rule is kept."""
+        return self.tau is not None or self.decision == "paper_softmax"
+
     # ------------------------------------------------------------------ API
     def fit(self, X: Any, Y: Any, global_features: Any = None) -> BMIML:
         """Fit AWLEL (on the global view) and SMIPR (on the bags), then the IDO thresholds."""
@@ -231,4 +239,4 @@ class BMIML(MIMLClassifierMixin, BaseEstimator):
         S = self.decision_function(X, global_features)
         if self.decision == "paper_softmax":
             return (S > self.threshold_).astype(np.int8)
-        return t_criterion_predict(S, self.threshold_, self.t_criterion)
+        return t_criterion_predict(S, self.threshold_, self._use_t_criterion())

@@ -74,8 +74,12 @@ class SMIPR(MIMLClassifierMixin, BaseEstimator):
     lbfgs_max_bags : the ``'auto'`` switch point (default 5000).
     block_size : bags per block when computing embeddings.
     memory_budget_mb : passed to the Hausdorff engine.
-    scale_instances : standardise instance features (training mean/std) before the distances
-        (default False: the paper, like MIMLSVM, uses raw features).
+    scale_instances : instance-feature scaling before the distances: ``"auto"`` (default;
+        ``learners/classic/_instance_scaling.py``: features of commensurate spread keep their
+        relative scale, features whose ranges differ by orders of magnitude are standardised
+        one by one, 0/1 columns are left as they are), ``True`` / ``"standard"``, ``"robust"``,
+        ``"minmax"``, or ``False`` / ``None`` (raw features, the paper's reading, as in
+        the ``paper`` preset).
     random_state : seeds medoid search and MLP initialisation.
 
     ``fit(X, Y, targets=T)`` regresses on real-valued targets T (BMIML); without ``targets``
@@ -96,7 +100,8 @@ class SMIPR(MIMLClassifierMixin, BaseEstimator):
                  solver: str = "auto", alpha: float = 10.0, max_iter: int = 300,
                  epochs: int = 20, batch_size: int = 256, learning_rate_init: float = 1e-3,
                  lbfgs_max_bags: int = 5000, block_size: int = 8192,
-                 memory_budget_mb: float = 256, scale_instances: bool = False,
+                 memory_budget_mb: float = 256, scale_instances: Any = "auto",
+                 t_criterion: bool | str = "auto", threshold_mode: str = "hamming",
                  random_state: int | None = None) -> None:
         self.n_clusters = n_clusters
         self.max_clusters = max_clusters
@@ -118,11 +123,17 @@ class SMIPR(MIMLClassifierMixin, BaseEstimator):
         self.block_size = block_size
         self.memory_budget_mb = memory_budget_mb
         self.scale_instances = scale_instances
+        self.t_criterion = t_criterion
+        self.threshold_mode = threshold_mode
         self.random_state = random_state
 
     # ------------------------------------------------------------------ helpers
+    def _scale_name(self) -> str | None:
+        s = self.scale_instances
+        return "standard" if s is True else None if s is False else s
+
     def _scaled(self, bags: Bags) -> Bags:
-        if not self.scale_instances:
+        if self._scale_name() in (None, "none"):
             return bags
         X = np.asarray(bags.instances, dtype=np.float64)
         X = (X - self.instance_mean_) / self.instance_scale_
@@ -176,12 +187,11 @@ class SMIPR(MIMLClassifierMixin, BaseEstimator):
                                  "holds NaN or inf")
         if self.embedding not in ("distance", "rbf"):
             raise ValueError(f"embedding must be 'distance' or 'rbf', got {self.embedding!r}")
-        if self.scale_instances:
-            inst = np.asarray(bags.instances, dtype=np.float64)
-            self.instance_mean_ = inst.mean(axis=0)
-            sd = inst.std(axis=0)
-            sd[sd == 0] = 1.0
-            self.instance_scale_ = sd
+        if self._scale_name() not in (None, "none"):
+            from mimlkit.learners.classic._instance_scaling import fit_scaling
+
+            off, fac = fit_scaling(bags.instances, self._scale_name())
+            self.instance_mean_, self.instance_scale_ = off, 1.0 / fac
             bags = self._scaled(bags)
         n = bags.n_bags
         k = resolve_n_clusters(self.n_clusters, n, self.max_clusters)

@@ -38,7 +38,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from mimlkit.bags import Bags
-from mimlkit.learners.base import MIMLClassifierMixin
+from mimlkit.learners.base import MIMLClassifierMixin, refuse_instance_label_pairs
 from mimlkit.learners.classic._instance_scaling import apply_scaling, fit_scaling
 
 __all__ = ["MIMLBoost", "label_codes"]
@@ -137,7 +137,14 @@ class MIMLBoost(MIMLClassifierMixin, BaseEstimator):
         float in (0, 1] = that fraction.
     n_jobs : int or None
         Threads for the weak learners' decision values (blocks of instances).
-    t_criterion : bool, default True
+    t_criterion : bool or "auto", default "auto"
+        Give a bag with no label above its threshold its top label. "auto": only when no
+        training bag has an empty label set and it adds no error on held-out training
+        scores (``learners/_thresholds.py``).
+    threshold_mode : {"hamming", "f1", "rate", "fixed"}, default "hamming"
+        How the decision thresholds are chosen: per label on held-out training scores
+        (``learners/_thresholds.py``), or the learner's own fixed threshold ("fixed", the
+        paper's rule and the ``paper`` preset).
     random_state : int, RandomState or None
     verbose : bool, default False
         Show a tqdm progress bar over the rounds.
@@ -153,8 +160,9 @@ class MIMLBoost(MIMLClassifierMixin, BaseEstimator):
 
     def __init__(self, n_rounds: int = 25, gamma: float = 10.0, C: float = 1.0,
                  scale: str | None = "minmax", sample_size: int | float | None = 2000,
-                 n_jobs: int | None = None, t_criterion: bool = True,
-                 random_state: Any = None, verbose: bool = False) -> None:
+                 n_jobs: int | None = None, t_criterion: bool | str = "auto",
+                 threshold_mode: str = "hamming", random_state: Any = None,
+                 verbose: bool = False) -> None:
         self.n_rounds = n_rounds
         self.gamma = gamma
         self.C = C
@@ -162,6 +170,7 @@ class MIMLBoost(MIMLClassifierMixin, BaseEstimator):
         self.sample_size = sample_size
         self.n_jobs = n_jobs
         self.t_criterion = t_criterion
+        self.threshold_mode = threshold_mode
         self.random_state = random_state
         self.verbose = verbose
 
@@ -169,6 +178,7 @@ class MIMLBoost(MIMLClassifierMixin, BaseEstimator):
         from tqdm.auto import tqdm
 
         bags, Y = self._validate_fit(X, Y)
+        refuse_instance_label_pairs("MIMLBoost", bags.n_instances, Y.shape[1])
         if int(self.n_rounds) < 1:
             raise ValueError(f"n_rounds must be >= 1, got {self.n_rounds!r}")
         rng = check_random_state(self.random_state)

@@ -28,7 +28,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from mimlkit.bags import Bags
-from mimlkit.learners.base import MIMLClassifierMixin, t_criterion_predict
+from mimlkit.learners.base import MIMLClassifierMixin
 from mimlkit.learners.classic._instance_scaling import (
     apply_scaling,
     fit_scaling,
@@ -77,11 +77,17 @@ class MIMLfast(MIMLClassifierMixin, BaseEstimator):
         last epoch, so short runs still average.
     batch_size : int, default 16
         Pairs per vectorised SGD step (1 = the original pure SGD).
-    scale : {"standard", "minmax", None}, default "standard"
+    scale : {"auto", "robust", "standard", "minmax", None}, default "auto"
         Instance feature scaling fitted on the training instances (the norm constraints and
         the unit hinge margin are scale dependent; Scene features are unscaled).
-    t_criterion : bool, default True
-        Keep the top label for a bag with no label above the dummy threshold.
+    t_criterion : bool or "auto", default "auto"
+        Give a bag with no label above its threshold its top label. "auto": only when no
+        training bag has an empty label set and it adds no error on held-out training
+        scores (``learners/_thresholds.py``).
+    threshold_mode : {"hamming", "f1", "rate", "fixed"}, default "hamming"
+        How the decision thresholds are chosen: per label on held-out training scores
+        (``learners/_thresholds.py``), or the learner's own fixed threshold ("fixed", the
+        paper's rule and the ``paper`` preset).
     random_state : int, RandomState or None
 
     Attributes
@@ -106,8 +112,8 @@ class MIMLfast(MIMLClassifierMixin, BaseEstimator):
     def __init__(self, dim: int = 100, n_subconcepts: int = 5, norm_up: float = 10.0,
                  n_epochs: int = 40, lr: float = 0.005, reg_lambda: float = 1e-5,
                  average_size: int = 10, average_begin: int = 10, batch_size: int = 16,
-                 scale: str | None = "standard", t_criterion: bool = True,
-                 random_state: Any = None) -> None:
+                 scale: str | None = "auto", t_criterion: bool | str = "auto",
+                 threshold_mode: str = "hamming", random_state: Any = None) -> None:
         self.dim = dim
         self.n_subconcepts = n_subconcepts
         self.norm_up = norm_up
@@ -119,6 +125,7 @@ class MIMLfast(MIMLClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.scale = scale
         self.t_criterion = t_criterion
+        self.threshold_mode = threshold_mode
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
@@ -247,10 +254,6 @@ class MIMLfast(MIMLClassifierMixin, BaseEstimator):
         """``f_l(X) - f_dummy(X)`` (n_bags, n_labels); > 0 means relevant."""
         F = self.bag_scores(X)
         return F[:, :-1] - F[:, -1:]
-
-    def predict(self, X: Any) -> np.ndarray:
-        """Labels above the learned dummy threshold (T-criterion if none is)."""
-        return t_criterion_predict(self.decision_function(X), 0.0, self.t_criterion)
 
     def instance_scores(self, X: Any) -> list[np.ndarray]:
         """Per-bag (n_i, n_labels) instance scores ``f_l(x)`` (bag score = column max)."""

@@ -58,7 +58,7 @@ class MIMLkNN(HausdorffLearnerMixin, BaseEstimator):
         Decision threshold on the ±1-trained outputs (the Java port uses 0.3).
     fit_intercept : bool, default False
         Add a constant input to the output layer (not in the reference formulation).
-    variant, scale, t_criterion, n_jobs : as in ``MIMLSVM``.
+    variant, scale, t_criterion, threshold_mode, n_jobs : as in ``MIMLSVM``.
     random_state : unused (deterministic); kept for a uniform interface.
 
     Attributes
@@ -70,8 +70,9 @@ class MIMLkNN(HausdorffLearnerMixin, BaseEstimator):
 
     def __init__(self, n_references: int = 10, n_citers: int = 20, citers: str = "paper",
                  threshold: float = 0.0, fit_intercept: bool = False, variant: str = "max",
-                 scale: str | None = None, t_criterion: bool = True,
-                 random_state: Any = None, n_jobs: int | None = None) -> None:
+                 scale: str | None = "auto", t_criterion: bool | str = "auto",
+                 threshold_mode: str = "hamming", random_state: Any = None,
+                 n_jobs: int | None = None) -> None:
         self.n_references = n_references
         self.n_citers = n_citers
         self.citers = citers
@@ -80,6 +81,7 @@ class MIMLkNN(HausdorffLearnerMixin, BaseEstimator):
         self.variant = variant
         self.scale = scale
         self.t_criterion = t_criterion
+        self.threshold_mode = threshold_mode
         self.random_state = random_state
         self.n_jobs = n_jobs
 

@@ -25,7 +25,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from mimlkit.bags import Bags
-from mimlkit.learners.base import MIMLClassifierMixin
+from mimlkit.learners.base import MIMLClassifierMixin, refuse_instance_label_pairs
 from mimlkit.learners.classic._instance_scaling import (
     apply_scaling,
     fit_scaling,
@@ -130,7 +130,14 @@ class MIMLmiSVM(MIMLClassifierMixin, BaseEstimator):
         Extra keyword arguments for ``SVC`` / ``LinearSVC``.
     n_jobs : int or None
         Labels trained in parallel with joblib.
-    t_criterion : bool, default True
+    t_criterion : bool or "auto", default "auto"
+        Give a bag with no label above its threshold its top label. "auto": only when no
+        training bag has an empty label set and it adds no error on held-out training
+        scores (``learners/_thresholds.py``).
+    threshold_mode : {"hamming", "f1", "rate", "fixed"}, default "hamming"
+        How the decision thresholds are chosen: per label on held-out training scores
+        (``learners/_thresholds.py``), or the learner's own fixed threshold ("fixed", the
+        paper's rule and the ``paper`` preset).
     random_state : int, RandomState or None
 
     Attributes
@@ -143,8 +150,8 @@ class MIMLmiSVM(MIMLClassifierMixin, BaseEstimator):
     def __init__(self, kernel: str = "rbf", C: float = 1.0, gamma: Any = 0.2,
                  max_iter: int = 3, scale: str | None = "standard", class_weight: Any = None,
                  cache_size: float = 500.0, svm_params: dict | None = None,
-                 n_jobs: int | None = None, t_criterion: bool = True,
-                 random_state: Any = None) -> None:
+                 n_jobs: int | None = None, t_criterion: bool | str = "auto",
+                 threshold_mode: str = "hamming", random_state: Any = None) -> None:
         self.kernel = kernel
         self.C = C
         self.gamma = gamma
@@ -155,10 +162,12 @@ class MIMLmiSVM(MIMLClassifierMixin, BaseEstimator):
         self.svm_params = svm_params
         self.n_jobs = n_jobs
         self.t_criterion = t_criterion
+        self.threshold_mode = threshold_mode
         self.random_state = random_state
 
     def fit(self, X: Any, Y: Any) -> MIMLmiSVM:
         bags, Y = self._validate_fit(X, Y)
+        refuse_instance_label_pairs("MIML-miSVM", bags.n_instances, Y.shape[1])
         if self.kernel not in ("rbf", "linear", "poly", "sigmoid"):
             raise ValueError(f"kernel must be 'rbf', 'linear', 'poly' or 'sigmoid', "
                              f"got {self.kernel!r}")

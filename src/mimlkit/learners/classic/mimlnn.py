@@ -46,7 +46,8 @@ class MIMLNN(HausdorffLearnerMixin, BaseEstimator):
         pseudo-inverse.
     fit_intercept : bool, default True
         Append a constant input (the bias column of the spec).
-    variant, kmedoids, scale, t_criterion, random_state, n_jobs : as in ``MIMLSVM``.
+    variant, kmedoids, scale, t_criterion, threshold_mode, random_state, n_jobs : as in
+        ``MIMLSVM``.
 
     Attributes
     ----------
@@ -55,8 +56,9 @@ class MIMLNN(HausdorffLearnerMixin, BaseEstimator):
     """
 
     def __init__(self, ratio: float = 0.4, reg_lambda: Any = "loo", fit_intercept: bool = True,
-                 variant: str = "max", kmedoids: str = "fasterpam", scale: str | None = None,
-                 t_criterion: bool = True, random_state: Any = None,
+                 variant: str = "max", kmedoids: str = "fasterpam", scale: str | None = "auto",
+                 t_criterion: bool | str = "auto", threshold_mode: str = "hamming",
+                 random_state: Any = None,
                  n_jobs: int | None = None) -> None:
         self.ratio = ratio
         self.reg_lambda = reg_lambda
@@ -65,6 +67,7 @@ class MIMLNN(HausdorffLearnerMixin, BaseEstimator):
         self.kmedoids = kmedoids
         self.scale = scale
         self.t_criterion = t_criterion
+        self.threshold_mode = threshold_mode
         self.random_state = random_state
         self.n_jobs = n_jobs
 

@@ -47,7 +47,8 @@ class MIMLRBF(HausdorffLearnerMixin, BaseEstimator):
         One width for all centres, or one per label's group of centres.
     reg_lambda : float, default 0.0
         0 = SVD pseudo-inverse (the reference formulation); > 0 = ridge by Cholesky.
-    variant, kmedoids, scale, t_criterion, random_state, n_jobs : as in ``MIMLSVM``.
+    variant, kmedoids, scale, t_criterion, threshold_mode, random_state, n_jobs : as in
+        ``MIMLSVM``.
 
     Attributes
     ----------
@@ -57,7 +58,8 @@ class MIMLRBF(HausdorffLearnerMixin, BaseEstimator):
 
     def __init__(self, ratio: float = 0.1, mu: float = 0.6, sigma: str = "global",
                  reg_lambda: float = 0.0, variant: str = "max", kmedoids: str = "fasterpam",
-                 scale: str | None = None, t_criterion: bool = True, random_state: Any = None,
+                 scale: str | None = "auto", t_criterion: bool | str = "auto",
+                 threshold_mode: str = "hamming", random_state: Any = None,
                  n_jobs: int | None = None) -> None:
         self.ratio = ratio
         self.mu = mu
@@ -67,6 +69,7 @@ class MIMLRBF(HausdorffLearnerMixin, BaseEstimator):
         self.kmedoids = kmedoids
         self.scale = scale
         self.t_criterion = t_criterion
+        self.threshold_mode = threshold_mode
         self.random_state = random_state
         self.n_jobs = n_jobs
 

@@ -84,12 +84,21 @@ class MIMLSVM(HausdorffLearnerMixin, BaseEstimator):
         Hausdorff variant (``mimlkit.distances.hausdorff``).
     kmedoids : {"fasterpam", "lamda", "alternate", "pam"}, default "fasterpam"
         k-medoids routine (``mimlkit.distances.kmedoids_bags``); "lamda" is the reference code's.
-    scale : {None, "standard", "minmax"}, default None
-        Optional instance-feature scaling before the distances (none by default).
+    scale : {"auto", "robust", "standard", "minmax", None}, default "auto"
+        Instance-feature scaling fitted on the training instances before the distances
+        (``_instance_scaling.py``: "auto" keeps commensurate features' relative scale and
+        standardises features whose ranges differ by orders of magnitude; the ``paper``
+        preset uses None, the raw features).
     class_weight : None or "balanced"
         Passed to ``sklearn.svm.SVC``.
-    t_criterion : bool, default True
-        Keep the top label of a bag with no positive score.
+    t_criterion : bool or "auto", default "auto"
+        Give a bag with no label above its threshold its top label. "auto": only when no
+        training bag has an empty label set and it adds no error on held-out training
+        scores (``learners/_thresholds.py``).
+    threshold_mode : {"hamming", "f1", "rate", "fixed"}, default "hamming"
+        How the decision thresholds are chosen: per label on held-out training scores
+        (``learners/_thresholds.py``), or the learner's own fixed threshold ("fixed", the
+        paper's rule and the ``paper`` preset).
     random_state : int, RandomState or None
         Seeds k-medoids.
     n_jobs : int or None
@@ -105,8 +114,9 @@ class MIMLSVM(HausdorffLearnerMixin, BaseEstimator):
     """
 
     def __init__(self, ratio: float = 0.2, gamma: Any = "scale", C: float = 1.0,
-                 variant: str = "max", kmedoids: str = "fasterpam", scale: str | None = None,
-                 class_weight: Any = None, t_criterion: bool = True, random_state: Any = None,
+                 variant: str = "max", kmedoids: str = "fasterpam", scale: str | None = "auto",
+                 class_weight: Any = None, t_criterion: bool | str = "auto",
+                 threshold_mode: str = "hamming", random_state: Any = None,
                  n_jobs: int | None = None) -> None:
         self.ratio = ratio
         self.gamma = gamma
@@ -116,6 +126,7 @@ class MIMLSVM(HausdorffLearnerMixin, BaseEstimator):
         self.scale = scale
         self.class_weight = class_weight
         self.t_criterion = t_criterion
+        self.threshold_mode = threshold_mode
         self.random_state = random_state
         self.n_jobs = n_jobs
 

@@ -123,8 +123,9 @@ class TransferLR(MIMLClassifierMixin, BaseEstimator):
     def __init__(self, *, penalty: str = "l1", C: float = 1.0, lam: float | None = None,
                  pool: str = "mean", standardize: bool = False, fit_intercept: bool = True,
                  intercept_scaling: float = 1.0, dual: bool | str = "auto", tol: float = 1e-4,
-                 max_iter: int = 1000, class_weight: Any = None, t_criterion: bool = False,
-                 n_jobs: int | None = None, random_state: int | None = 0) -> None:
+                 max_iter: int = 1000, class_weight: Any = None, t_criterion: bool | str = False,
+                 threshold_mode: str = "hamming", n_jobs: int | None = None,
+                 random_state: int | None = 0) -> None:
         self.penalty = penalty
         self.C = C
         self.lam = lam
@@ -137,6 +138,7 @@ class TransferLR(MIMLClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
         self.class_weight = class_weight
         self.t_criterion = t_criterion
+        self.threshold_mode = threshold_mode
         self.n_jobs = n_jobs
         self.random_state = random_state
 

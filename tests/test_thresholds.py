@@ -1,0 +1,135 @@
+"""Data-chosen thresholds, the T-criterion rule, trivial baselines and the paper preset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mimlkit.datasets import make_miml_bags
+from mimlkit.learners._thresholds import choose_thresholds, fold_indices, t_criterion_helps
+from mimlkit.metrics import average_precision, hamming_loss
+from mimlkit.registry import create, list_learners, preset_params
+
+
+def _errors(S, Y, t):
+    return int(((S > t) != (Y == 1)).sum())
+
+
+def test_hamming_thresholds_never_worse_than_never_predicting():
+    rng = np.random.default_rng(0)
+    Y = (rng.random((200, 6)) < [0.5, 0.3, 0.1, 0.02, 0.6, 0.0]).astype(int)
+    S = rng.normal(size=Y.shape) + 1.5 * Y[:, :] * np.array([1, 1, 1, 0, 0.2, 0])
+    t = choose_thresholds(S, Y, "hamming", 0.0)
+    for k in range(Y.shape[1]):
+        assert _errors(S[:, k], Y[:, k], t[k]) <= int(Y[:, k].sum())
+    # an uninformative label (column 3: no signal, 2 % positives) is never predicted
+    assert np.isinf(t[3]) and t[3] > 0
+    # an informative one gets a finite threshold that beats both 0 and never
+    assert np.isfinite(t[0])
+    assert _errors(S[:, 0], Y[:, 0], t[0]) < min(_errors(S[:, 0], Y[:, 0], 0.0), Y[:, 0].sum())
+
+
+def test_hamming_threshold_is_the_error_minimiser():
+    rng = np.random.default_rng(1)
+    y = (rng.random(300) < 0.4).astype(int)
+    s = rng.normal(size=300) + 2 * y
+    t = choose_thresholds(s[:, None], y[:, None], "hamming", 0.0)[0]
+    grid = np.concatenate([np.sort(s), [np.inf]])
+    best = min(_errors(s, y, g) for g in grid)
+    assert _errors(s, y, t) == best
+
+
+def test_f1_and_rate_modes():
+    rng = np.random.default_rng(2)
+    y = (rng.random(400) < 0.1).astype(int)
+    s = rng.normal(size=400) + 1.2 * y
+    t_f1 = choose_thresholds(s[:, None], y[:, None], "f1", 0.0)[0]
+    t_ham = choose_thresholds(s[:, None], y[:, None], "hamming", 0.0)[0]
+    assert (s > t_f1).sum() >= (s > t_ham).sum()  # F1 favours recall on a rare label
+    t_rate = choose_thresholds(s[:, None], y[:, None], "rate", 0.0)[0]
+    assert abs(int((s > t_rate).sum()) - int(y.sum())) <= 1
+    with pytest.raises(ValueError, match="threshold_mode"):
+        choose_thresholds(s[:, None], y[:, None], "best", 0.0)
+
+
+def test_unobserved_entries_are_ignored():
+    Y = np.array([[1], [0], [-1], [-1]])
+    S = np.array([[2.0], [-2.0], [5.0], [-5.0]])
+    t = choose_thresholds(S, Y, "hamming", 0.0)[0]
+    assert -2.0 < t < 2.0
+
+
+def test_t_criterion_helps_rule():
+    S = np.array([[0.2, 0.1], [0.3, 0.1], [0.1, 0.4]])
+    thr = np.array([0.5, 0.5])
+    assert t_criterion_helps(S, np.array([[1, 0], [1, 0], [0, 1]]), thr)
+    assert not t_criterion_helps(S, np.array([[0, 1], [0, 1], [1, 0]]), thr)
+
+
+def test_fold_indices_cover_every_bag_once():
+    for k in (1, 3):
+        folds = fold_indices(50, k, 0)
+        held = np.concatenate([te for _, te in folds])
+        assert len(set(held.tolist())) == held.size
+        for tr, te in folds:
+            assert not set(tr) & set(te)
+    assert np.concatenate([te for _, te in fold_indices(50, 3, 0)]).size == 50
+
+
+def _sparse_labels(n=240, seed=0):
+    """Bags whose labels are rare (density ~5 %) and partly unlearnable."""
+    ds = make_miml_bags(n_bags=n, n_labels=8, n_features=6, random_state=seed)
+    rng = np.random.default_rng(seed)
+    Y = ds.Y.copy()
+    Y[:, 4:] = (rng.random((n, 4)) < 0.03).astype(Y.dtype)  # noise labels
+    return ds.bags, Y
+
+
+@pytest.mark.parametrize("name", ["pooled-linear", "mimlknn", "mimlsvm", "mimlfast", "bls"])
+def test_default_learner_not_worse_than_empty_on_noise_labels(name):
+    bags, Y = _sparse_labels()
+    tr, te = np.arange(160), np.arange(160, 240)
+    est = create(name, random_state=0)
+    if "n_epochs" in est.get_params():
+        est.set_params(n_epochs=10)
+    est.fit(bags.take(tr), Y[tr])
+    P = est.predict(bags.take(te))
+    # the noise labels (no signal) are not predicted
+    assert P[:, 4:].sum() <= 2
+    assert hasattr(est, "calibration_")
+    assert np.ndim(est.threshold_) == 1
+
+
+def test_t_criterion_auto_off_with_empty_label_sets():
+    ds = make_miml_bags(n_bags=120, n_labels=4, random_state=3)
+    Y = ds.Y.copy()
+    Y[:30] = 0  # "no finding" bags
+    est = create("pooled-linear").fit(ds.bags, Y)
+    assert est.t_criterion_ is False
+    fixed = create("pooled-linear", preset="paper").fit(ds.bags, ds.Y)
+    assert fixed.t_criterion_ is True and not hasattr(fixed, "calibration_")
+    assert (fixed.predict(ds.bags).sum(axis=1) >= 1).all()
+
+
+def test_paper_preset_is_literal():
+    p = preset_params("mimlsvm", "paper")
+    assert p["scale"] is None and p["threshold_mode"] == "fixed" and p["t_criterion"] is True
+    assert create("mimlsvm", preset="paper").get_params()["scale"] is None
+    assert create("mimlsvm").get_params()["scale"] == "auto"
+    with pytest.raises(ValueError, match="unknown preset"):
+        create("mimlsvm", preset="nope")
+
+
+def test_baselines():
+    ds = make_miml_bags(n_bags=90, n_labels=5, random_state=0)
+    prior = create("prior").fit(ds.bags, ds.Y)
+    S = prior.decision_function(ds.bags)
+    assert np.allclose(S, ds.Y.mean(axis=0))
+    assert ((prior.predict(ds.bags) == 1) == (ds.Y.mean(axis=0) > 0.5)).all()
+    empty = create("empty").fit(ds.bags, ds.Y)
+    assert empty.predict(ds.bags).sum() == 0
+    assert hamming_loss(ds.Y, empty.predict(ds.bags)) == pytest.approx(ds.Y.mean())
+    # a constant scorer is worst-case on ranking metrics: below any informative learner
+    good = create("pooled-linear").fit(ds.bags, ds.Y)
+    assert average_precision(ds.Y, good.decision_function(ds.bags)) > average_precision(ds.Y, S)
+    assert {"prior", "empty"} <= set(list_learners(family="baseline"))
