@@ -212,6 +212,7 @@ def test_tile_maps_from_tile_coordinates_of_user_images(tmp_path, tile, stride, 
     out = _explain(built, ds, FixedSplit(np.arange(8), np.arange(8, 12)), {}, _Log(None))
     panels = out["instance_maps"]["pooled-linear"]
     assert [p["bag"] for p in panels] == [8, 9, 10]
+    assert [p["label"] for p in panels[:2]] == ["cat", "dog"]  # panels cover both labels
     p = panels[0]
     grid = np.asarray(p["grid"], dtype=float)
     assert grid.shape == shape and np.isfinite(grid).all()

@@ -118,6 +118,8 @@ def _load_suite_dataset(cfg: SuiteConfig, data: str | os.PathLike | None):
     if str(path).strip().lower() in ("synthetic", "synthetic-images", "synthetic-bags"):
         opts.setdefault("random_state", cfg.seed)
     ds = load_dataset(path, **opts)
+    if not str(ds.name or "").strip():  # e.g. labels.csv in the working folder
+        ds.name = dataset_name_from_path(path)
     fixed = None
     p = Path(str(path))
     if cfg.single_positive and p.name.endswith("-train.arff"):

@@ -40,7 +40,7 @@ def _explain(built, ds, splitter, skipped, log, n_images: int = 3,
     except Exception:  # noqa: BLE001
         return {}
     coords = tile_coords(ds)
-    shown = _shown_bags(ds, np.asarray(test), n_images)
+    shown, shown_labels = _shown_bags(ds, np.asarray(test), n_images)
     for key, (est, kind, _, name) in built.items():
         if key in skipped:
             continue
@@ -62,7 +62,7 @@ def _explain(built, ds, splitter, skipped, log, n_images: int = 3,
                 histories[key] = json.loads(json.dumps(hist, default=_json_default))
             scorer = _instance_scorer(fitted)
             if scorer is not None and coords is not None:
-                maps[key] = _tile_maps(scorer, ds, shown, kind, images)
+                maps[key] = _tile_maps(scorer, ds, shown, kind, images, shown_labels)
         except Exception as exc:  # noqa: BLE001 - diagnostics must never fail the suite
             log(f"[yellow]  diagnostics for {_esc(key)} skipped: {_esc(str(exc))}[/]")
     for panels in maps.values():
@@ -99,11 +99,29 @@ def tile_extent(ds) -> tuple[int, int] | None:
     return (t, t) if t > 0 else None
 
 
-def _shown_bags(ds, test: np.ndarray, n: int) -> np.ndarray:
-    """The first ``n`` test bags with at least one present label (else the first ``n``)."""
-    has_pos = (np.asarray(ds.Y)[test] == 1).any(axis=1)
-    pick = test[has_pos][:n]
-    return pick if pick.size else test[:n]
+def _shown_bags(ds, test: np.ndarray, n: int) -> tuple[np.ndarray, list[int]]:
+    """Up to ``n`` test bags and the label to show on each: bags with several present
+    labels first, each new bag showing a present label not shown yet (so the panels
+    cover different labels), then the first test bags."""
+    Y = np.asarray(ds.Y)[test] == 1
+    order = np.argsort(-Y.sum(axis=1), kind="stable")  # most labels first, split order kept
+    picked: list[int] = []
+    labels: list[int] = []
+    for j in order[Y[order].any(axis=1)]:
+        new = [k for k in np.flatnonzero(Y[j]) if k not in labels]
+        if new:
+            picked.append(int(test[j]))
+            labels.append(int(new[0]))
+        if len(picked) == n:
+            break
+    for j in range(len(test)):  # fewer labels than panels: fill with the first bags
+        if len(picked) == n:
+            break
+        if int(test[j]) not in picked:
+            pos = np.flatnonzero(Y[j])
+            picked.append(int(test[j]))
+            labels.append(int(pos[0]) if pos.size else 0)
+    return np.asarray(picked, dtype=np.int64), labels
 
 
 def _axis_step(values: np.ndarray, fallback: int | None) -> int:
@@ -128,8 +146,10 @@ def _thumbnail(img: np.ndarray, max_side: int = 192) -> np.ndarray:
     return img[::f, ::f] if f > 1 else img
 
 
-def _tile_maps(scorer, ds, idx, kind, images) -> list[dict[str, Any]]:
-    """One panel per bag in ``idx``: the learner's per-tile score for one present label,
+def _tile_maps(scorer, ds, idx, kind, images,
+               labels: list[int] | None = None) -> list[dict[str, Any]]:
+    """One panel per bag in ``idx``: the learner's per-tile score for one present label
+    (``labels[j]`` when given; else the present label with most object tiles),
     laid out on the tile grid given by the bags' tile coordinates (any tiler, any image
     size), with the image's pixel frame (``origin``, ``cell``, ``image_shape``) so the
     report can draw it over the image."""
@@ -150,7 +170,9 @@ def _tile_maps(scorer, ds, idx, kind, images) -> list[dict[str, Any]]:
         lo, hi = sub_bags.offsets[j], sub_bags.offsets[j + 1]
         cell, (g0, g1), origin, step = _grid_index(coords[lo:hi], extent)
         pos = np.flatnonzero(ds.Y[i] == 1)
-        if pos.size and truth is not None:  # the present label with most object tiles
+        if labels is not None:
+            k = int(labels[j])
+        elif pos.size and truth is not None:  # the present label with most object tiles
             k = int(pos[np.argmax(truth[lo:hi, pos].sum(axis=0))])
         else:
             k = int(pos[0]) if pos.size else 0

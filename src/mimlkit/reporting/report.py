@@ -67,6 +67,7 @@ white-space:normal;overflow-wrap:break-word;text-align:left}
 tr.support th,tr.support td{color:#555;font-style:italic;background:#fbfbf4}
 thead th.sticky{background:#f2f2f2;z-index:2}
 td.best{background:#e4f5e1;font-weight:bold}
+table.dataframe td:first-child{text-align:left;font-weight:bold;background:#fafafa}
 .meta{color:#555;font-size:.9em}.meta li{overflow-wrap:anywhere}
 .meta code{background:#f4f4f4;padding:1px 4px}
 img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0}
