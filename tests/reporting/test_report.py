@@ -143,7 +143,7 @@ def test_report_multi_dataset_statistics(tmp_path):
     assert "| a | 8 | 0 | 0 |" in md and "| c | 0 | 0 | 8 |" in md  # wins / ties / losses
     assert "Per dataset: paired tests" in md and md.count("corrected resampled t-test") == 4
     for d in range(4):  # one summary table per dataset, not pooled over datasets
-        assert f"<h2>Summary: ds{d}</h2>" in html
+        assert f"<details><summary><b>ds{d}</b></summary>" in html
     if (tmp_path / "report" / "figures" / "cd_average_precision.png").is_file():
         assert "Critical-difference diagram" in html
     assert not (tmp_path / "report" / "figures" / "metrics.png").exists()

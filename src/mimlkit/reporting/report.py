@@ -74,6 +74,7 @@ img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0}
 .skipped{color:#8a5a00;overflow-wrap:anywhere}
 .panels{display:flex;flex-wrap:wrap;gap:.4em}
 .panels img{flex:1 1 420px;max-width:560px;min-width:0;margin:0}
+details{margin:.3em 0}summary{cursor:pointer}
 .scroll-hint{display:none;color:#777;font-size:.8em;margin:.2em 0}
 @media (max-width:900px){body{margin:.8em auto;padding:0 .5em}
 table{font-size:.8em}th,td{padding:3px 4px}h1{font-size:1.3em}
@@ -290,9 +291,11 @@ def build_report(results: str | os.PathLike | dict[str, Any], out_dir: str | os.
             "metric.</p>")
     if multi:
         h.append(multi_html)
+        h.append(f"<h2>Summary per dataset</h2>{note}<p class='legend'>one table per "
+                 "dataset (click to open).</p>")
         for d in dsets:
-            h.append(f"<h2>Summary: {html.escape(d)}</h2>{note}")
-            h.append(summary_html(table[table["dataset"].astype(str) == d]))
+            h.append(f"<details><summary><b>{html.escape(d)}</b></summary>"
+                     + summary_html(table[table["dataset"].astype(str) == d]) + "</details>")
     else:
         h.append(f"<h2>Summary</h2>{note}")
         h.append(summary_html(table))

@@ -59,6 +59,8 @@ def _p(v: Any) -> str:
         return "–"
     if not math.isfinite(v):
         return "–"
+    if v == 0:
+        return "0"
     return f"{v:.1e}" if v < 1e-3 else f"{v:.3f}"
 
 
@@ -300,8 +302,11 @@ def multi_dataset_section(data: dict[str, Any], table: pd.DataFrame, figdir: Pat
     if parts:
         h.append("<h3>Per dataset: paired tests against the best learner</h3>")
         md.append("\n### Per dataset: paired tests against the best learner\n")
+        h.append("<p class='legend'>one block per dataset (click to open).</p>")
         for d, ph, pm in parts:
-            h.append(f"<h4>{html.escape(str(d))}</h4>{ph}")
+            n_sig = ph.count(">worse</td>") + ph.count(">better</td>")
+            h.append(f"<details><summary><b>{html.escape(str(d))}</b>: {n_sig} significant "
+                     f"difference(s) from the best</summary>{ph}</details>")
             md.append(f"\n#### {d}\n\n{pm}")
     else:
         h.append("<p class='legend'>Per-dataset paired tests need at least 2 splits per "
