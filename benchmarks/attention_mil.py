@@ -117,14 +117,17 @@ def stage_scene(args) -> dict[str, Any]:
 
     ds = _scene()
     names = args.models or ATTN + PEERS
-    res: dict[str, Any] = {n: {"ap": [], "fit_s": []} for n in names}
+    res: dict[str, Any] = {n: {"ap": [], "fit_s": [], "splits": []} for n in names}
     for i, (tr, te) in enumerate(_splits(ds.bags.n_bags, args.splits)):
+        if i < args.first:  # --first: add splits first..splits-1 to an earlier run's rows
+            continue
         for n in names:
             ap, fs = _fit_ap(create(n), ds, tr, te)
             res[n]["ap"].append(ap)
             res[n]["fit_s"].append(fs)
+            res[n]["splits"].append(i)
             print(f"split {i} {n}: AP {ap:.4f} fit {fs:.1f}s", flush=True)
-    return {"n_splits": args.splits, "learners": res}
+    return {"n_splits": args.splits, "learners": res}  # n_splits: of the latest run
 
 
 def _instance_scores(est, bags) -> np.ndarray:
@@ -310,10 +313,12 @@ def _markdown(data: dict[str, Any]) -> str:
         L.append("")
     sc = data.get("scene")
     if sc:
-        L += [f"## Scene AP ({sc['n_splits']} splits of 2/3-1/3, library defaults)", "",
-              "| learner | AP ↑ (mean ± std) | fit s per split (mean) |", "|---|---|---|"]
+        L += ["## Scene AP (2/3-1/3 splits of `RepeatedRandomSplit(random_state=0)`, library "
+              "defaults)", "",
+              "| learner | splits | AP ↑ (mean ± std) | fit s per split (mean) |",
+              "|---|---|---|---|"]
         for n, r in sorted(sc["learners"].items(), key=lambda kv: -np.mean(kv[1]["ap"])):
-            L.append(f"| {n} | {_ms(r['ap'])} | {np.mean(r['fit_s']):.1f} |")
+            L.append(f"| {n} | {len(r['ap'])} | {_ms(r['ap'])} | {np.mean(r['fit_s']):.1f} |")
         L.append("")
     lo = data.get("localise")
     if lo:
@@ -363,6 +368,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stage", required=True,
                     choices=["select", "scene", "localise", "spmll", "torchmil", "report"])
     ap.add_argument("--splits", type=int, default=5)
+    ap.add_argument("--first", type=int, default=0,
+                    help="scene: start at this split and add to the stored rows")
     ap.add_argument("--inner", type=int, default=2)
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--models", nargs="*", default=None)
@@ -381,6 +388,12 @@ def main(argv: list[str] | None = None) -> None:
             key = "models" if args.stage == "select" else "learners"
             merged = dict(data[args.stage].get(key, {}))
             for m, v in new[key].items():
+                if args.stage == "scene" and args.first > 0 and m in merged:
+                    o = merged[m]
+                    have = set(o.get("splits", range(len(o["ap"]))))
+                    keep = [j for j, i in enumerate(v["splits"]) if i not in have]
+                    v = {k: list(o.get(k, range(len(o["ap"])))) + [v[k][j] for j in keep]
+                         for k in ("ap", "fit_s", "splits")}
                 merged[m] = v
             new[key] = merged
         data[args.stage] = new

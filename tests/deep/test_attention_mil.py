@@ -190,7 +190,8 @@ def test_every_loss(name, loss):
     X, Y = _tiny_bags(4)
     sp = np.full_like(Y, -1)  # single positive: one observed positive per bag
     sp[np.arange(len(Y)), Y.argmax(1)] = 1
-    est = MODELS[name](loss=loss, **FAST).fit(X, sp)
+    params = {"expected_num_pos": 1.5} if loss in ("epr", "role") else None  # required k
+    est = MODELS[name](loss=loss, loss_params=params, **FAST).fit(X, sp)
     S = est.decision_function(X)
     assert S.shape == Y.shape and np.isfinite(S).all()
     assert est.n_epochs_ == 2
