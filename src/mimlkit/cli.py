@@ -374,6 +374,14 @@ def _check_backend(backend: str | None, scheduler: str | None = None) -> str:
     return backend
 
 
+def _check_preset(preset: str) -> str | None:
+    from mimlkit.registry import PRESETS
+
+    if preset not in PRESETS:
+        raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    return None if preset == "default" else preset
+
+
 @app.command("evaluate")
 @_handle_errors
 def evaluate_cmd(
@@ -399,6 +407,15 @@ def evaluate_cmd(
     option: list[str] | None = _DATA_OPTS,
     out: Path = typer.Option(Path("results.json"), "--out", help="Results JSON (a markdown "
                              "table is written next to it as .md)."),
+    preset: str = typer.Option("default", "--preset", help="Learner settings: default "
+                               "(data-chosen scaling and thresholds) | paper (each paper's "
+                               "literal settings)."),
+    tune: bool = typer.Option(False, "--tune", help="Nested tuning: choose each learner's "
+                              "hyper-parameters by 3-fold CV inside every training part."),
+    test: Path | None = typer.Option(None, "--test", help="Official test file: train on all "
+                                     "of --data, score on this (replaces --protocol)."),
+    resume: bool = typer.Option(False, "--resume", help="Record finished (learner, split) "
+                                "jobs in OUT.jobs.jsonl as they end and skip them on a rerun."),
 ) -> None:
     """Evaluate learners on a dataset under a protocol; write results JSON + markdown."""
     from mimlkit.evaluation.bench import run_evaluation
@@ -407,12 +424,15 @@ def evaluate_cmd(
     protocol = normalise_protocol(protocol) or "holdout"
     learners = [x.lower() for x in learner]
     ds = _load_dataset(data, labels_xml, option)
+    ds_test = _load_dataset(test, labels_xml, option) if test is not None else None
     per = parse_params(param, learners)
     result, env = run_evaluation(
         ds, learners, per, protocol=protocol, train_size=train_size,
         metrics=[m.strip() for m in metrics.split(",")] if metrics else None,
         seed=seed, jobs=jobs, backend=backend, scheduler=scheduler,
         console=_console(stderr=True), command=_command_line(), source=str(data),
+        preset=_check_preset(preset), tune=tune, test=ds_test,
+        checkpoint=Path(str(out) + ".jobs.jsonl") if resume else None,
     )
     from mimlkit.evaluation.bench import write_results
 
@@ -501,7 +521,10 @@ app.command("predict")(_handle_errors(predict_cmd))
 @app.command("bench")
 @_handle_errors
 def bench_cmd(
-    suite: str | None = typer.Option(None, help="synthetic | scene | spmll"),
+    suite: str | None = typer.Option(None, help="synthetic | scene | spmll | zoo (zoo: every "
+                                     "default learner on every dataset under --data, a data "
+                                     "root, default $MIMLKIT_DATA or ../shared/data, plus "
+                                     "generated stress sets)"),
     config: Path | None = typer.Option(None, "--config", help="Suite config (.yaml / .toml)."),
     data: Path | None = typer.Option(None, "--data", help="Dataset path (scene / spmll)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel learner x split jobs."),
@@ -522,6 +545,17 @@ def bench_cmd(
     protocol = normalise_protocol(protocol)
     if (suite is None) == (config is None):
         raise ValueError("give exactly one of --suite NAME or --config FILE")
+    if suite is not None and suite.lower() == "zoo":
+        from mimlkit.evaluation.zoo import run_zoo
+
+        out_dir = out or Path("runs") / "zoo"
+        err = _console(stderr=True)
+        with writing(out_dir, only_disk=True):
+            run_zoo(data, learners=[x.lower() for x in learner] if learner else None,
+                    out_dir=out_dir, jobs=jobs, command=_command_line(),
+                    log=lambda m: err.print(m, markup=False))
+        _console().print(f"results: [bold]{out_dir / 'results.md'}[/] (and results.json)")
+        return
     cfg = load_suite_config(config) if config is not None else None
     out_dir = out or Path("runs") / (suite or Path(config).stem)  # type: ignore[arg-type]
     with writing(out_dir, only_disk=True):

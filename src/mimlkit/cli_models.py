@@ -189,12 +189,22 @@ def fit_cmd(
                                     "random_state (unless --param gives it) and seeds "
                                     "numpy/torch; same seed -> same model and predictions."),
     out: Path = typer.Option(..., "--out", help="Model folder to write."),
+    preset: str = typer.Option("default", "--preset", help="Learner settings: default "
+                               "(data-chosen scaling and thresholds) | paper (the paper's "
+                               "literal settings)."),
 ) -> None:
     """Fit a learner on a whole dataset and save it with its input pipeline."""
     import time
 
     from mimlkit import persistence
-    from mimlkit.cli import _command_line, _console, _load_dataset, _naming, parse_params
+    from mimlkit.cli import (
+        _check_preset,
+        _command_line,
+        _console,
+        _load_dataset,
+        _naming,
+        parse_params,
+    )
     from mimlkit.features.input_pipeline import describe_pipeline
     from mimlkit.registry import create, learner_spec
 
@@ -203,7 +213,7 @@ def fit_cmd(
     ds = _load_dataset(data, labels_xml, option)
     params = parse_params(param, [name])[name]
     check_device(params.get("device"), "--param device=")
-    est = create(name, **params)
+    est = create(name, preset=_check_preset(preset), **params)
     if seed is not None:
         if "random_state" in est.get_params(deep=False) and "random_state" not in params:
             est.set_params(random_state=int(seed))

@@ -115,6 +115,9 @@ def _check_backend(value: str, ds) -> None:
 def _check_suite(value: str, ds) -> None:
     from mimlkit.evaluation.suites import SUITES
 
+    if value == "zoo":  # its own runner (evaluation/zoo.py), not a SuiteConfig
+        from mimlkit.evaluation.zoo import run_zoo  # noqa: F401
+        return
     assert value in SUITES
 
 

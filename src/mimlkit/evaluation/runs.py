@@ -107,7 +107,8 @@ def suite_metrics(metrics: list[str] | None) -> list[str]:
 
 def _evaluate(estimators: dict[str, Any], dataset: Any, splitter: Any,
               metrics: list[str] | None, jobs: int, backend: str, inputs: dict[str, str],
-              scheduler: Any = None, progress: bool = False, keep_scores: bool = False):
+              scheduler: Any = None, progress: bool = False, keep_scores: bool = False,
+              **kwargs: Any):
     """Call ``mimlkit.evaluation.evaluate``; returns its tidy pandas table (and, with
     ``keep_scores``, the runner's ``{learner: {split: {"test_idx", "scores", ...}}}``).
 
@@ -121,7 +122,7 @@ def _evaluate(estimators: dict[str, Any], dataset: Any, splitter: Any,
             est.input_kind = kind
     res = evaluate(estimators, dataset, splitter, metrics=metrics, n_jobs=jobs,
                    backend=backend, scheduler=scheduler, progress=progress,
-                   keep_scores=keep_scores)
+                   keep_scores=keep_scores, **kwargs)
     table = res.table if hasattr(res, "table") else res
     return (table, getattr(res, "scores", None) or {}) if keep_scores else table
 
@@ -130,9 +131,15 @@ def run_evaluation(dataset: Any, learners: list[str], params: dict[str, dict[str
                    protocol: str = "holdout", train_size: float | None = None,
                    metrics: list[str] | None = None, seed: int = 0, jobs: int = 1,
                    backend: str = "loky", scheduler: str | None = None, console: Any = None,
-                   command: str | None = None, source: str | None = None):
+                   command: str | None = None, source: str | None = None,
+                   preset: str | None = None, tune: bool = False, test: Any = None,
+                   checkpoint: Any = None):
     """What ``mimlkit evaluate`` runs: returns (EvaluationLike with ``.table``, environment).
-    ``source`` (the dataset path) names the data in early errors."""
+    ``source`` (the dataset path) names the data in early errors; ``preset`` is a
+    ``mimlkit.registry.PRESETS`` name; ``tune`` wraps each learner with a search space in
+    a ``TunedLearner`` (choices on inner folds of each training part only); ``test`` (a
+    dataset) scores on it after training on all of ``dataset`` (an official split);
+    ``checkpoint`` (a path) records finished jobs and skips them on a rerun."""
     from mimlkit.registry import create, learner_spec
 
     if not str(getattr(dataset, "name", "") or "").strip() and source:
@@ -140,18 +147,28 @@ def run_evaluation(dataset: Any, learners: list[str], params: dict[str, dict[str
             dataset.name = dataset_name_from_path(source)
         except AttributeError:
             pass
-    estimators = {name: create(name, **params.get(name, {})) for name in learners}
+    estimators = {name: create(name, preset=preset, **params.get(name, {})) for name in learners}
+    if tune:
+        from mimlkit.evaluation.tuning import tuned
+
+        estimators = {name: tuned(est, random_state=seed) for name, est in estimators.items()}
     inputs = {name: learner_spec(name).input for name in learners}
     for kind in set(inputs.values()):
         dataset.inputs(kind)  # clear error now if the dataset lacks this input kind
-    splitter = make_splitter(protocol, train_size, seed)
-    check_splitter(splitter, dataset, source)
+    splitter = None if test is not None else make_splitter(protocol, train_size, seed)
+    if splitter is not None:
+        check_splitter(splitter, dataset, source)
     if console is not None:
         console.print(f"evaluating {', '.join(learners)} on {dataset.name} "
                       f"({len(dataset)} bags, {protocol}, backend {backend}) ...")
+    extra: dict[str, Any] = {}
+    if test is not None:
+        extra["test"] = test
+    if checkpoint is not None:
+        extra["checkpoint"] = checkpoint
     table = _evaluate(estimators, dataset, splitter, metrics, jobs, backend, inputs,
                       scheduler=scheduler if backend == "dask" else None,
-                      progress=console is not None)
+                      progress=console is not None, **extra)
     errors = table[table["metric"] == "error"] if "metric" in table else table.iloc[0:0]
     if len(errors) and len(errors) == table["split"].nunique() * len(learners):
         first = errors.iloc[0]
@@ -163,6 +180,10 @@ def run_evaluation(dataset: Any, learners: list[str], params: dict[str, dict[str
                           f"{_esc(' '.join(str(grp['error'].iloc[0]).split())[:300])}")
     env = environment(seeds={"split": seed}, command=command)
     env["protocol"] = protocol
+    env["preset"] = preset or "default"
+    if test is not None:
+        env["protocol"] = "given test set"
+    env["tuned"] = bool(tune)
     return _Table(table), env
 
 

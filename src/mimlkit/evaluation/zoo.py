@@ -143,7 +143,7 @@ def run_zoo(root: str | os.PathLike | None = None, *, learners: list[str] | None
             log: Any = print, report: bool = True) -> dict[str, Any]:
     """Run the zoo; write ``results.json`` (+ ``.md``, rows carry ``dataset``) in
     ``out_dir`` and return the payload."""
-    from mimlkit.evaluation.results_io import _atomic_json, _rows, environment
+    from mimlkit.evaluation.results_io import _rows
     from mimlkit.evaluation.runner import evaluate
 
     names = zoo_learners(learners)
@@ -167,18 +167,8 @@ def run_zoo(root: str | os.PathLike | None = None, *, learners: list[str] | None
         datasets[dname] = {"note": note, "summary": summ,
                            "seconds": round(time.perf_counter() - t0, 1)}
         log(f"zoo: {dname}: {len(names)} learners in {datasets[dname]['seconds']} s")
-    env = environment(seeds=[seed], command=command)
-    env["protocol"] = "zoo: official split or one 2/3-1/3 split per dataset"
-    checks = zoo_checks(rows)
-    payload = {"format": "mimlkit-results", "version": 1, "suite": "zoo",
-               "title": "mimlkit zoo: default learners on every dataset",
-               "command": env.get("command"), "date": env.get("date"), "seeds": [seed],
-               "protocol": env["protocol"], "environment": env, "datasets": datasets,
-               "learners": names, "checks": checks, "rows": rows}
-    _atomic_json(out / "results.json", payload)
-    from mimlkit.reporting.report import _atomic_write
-
-    _atomic_write(out / "results.md", zoo_markdown(payload))
+        _write(out, rows, datasets, names, seed, command)  # after every dataset
+    payload = _write(out, rows, datasets, names, seed, command)
     if report:
         try:
             from mimlkit.reporting import build_report
@@ -186,6 +176,24 @@ def run_zoo(root: str | os.PathLike | None = None, *, learners: list[str] | None
             build_report(out / "results.json", out / "report")
         except Exception as exc:  # noqa: BLE001 - the tables above are the result
             log(f"zoo: report not written ({type(exc).__name__}: {exc})")
+    return payload
+
+
+def _write(out: Path, rows: list[dict[str, Any]], datasets: dict[str, Any], names: list[str],
+           seed: int, command: str | None) -> dict[str, Any]:
+    """Write results.json and results.md (atomically) for the datasets done so far."""
+    from mimlkit.evaluation.results_io import _atomic_json, environment
+    from mimlkit.reporting.report import _atomic_write
+
+    env = environment(seeds=[seed], command=command)
+    env["protocol"] = "zoo: official split or one 2/3-1/3 split per dataset"
+    payload = {"format": "mimlkit-results", "version": 1, "suite": "zoo",
+               "title": "mimlkit zoo: default learners on every dataset",
+               "command": env.get("command"), "date": env.get("date"), "seeds": [seed],
+               "protocol": env["protocol"], "environment": env, "datasets": dict(datasets),
+               "learners": names, "checks": zoo_checks(rows), "rows": list(rows)}
+    _atomic_json(out / "results.json", payload)
+    _atomic_write(out / "results.md", zoo_markdown(payload))
     return payload
 
 
