@@ -101,8 +101,9 @@ def tile_extent(ds) -> tuple[int, int] | None:
 
 def _shown_bags(ds, test: np.ndarray, n: int) -> tuple[np.ndarray, list[int]]:
     """Up to ``n`` test bags and the label to show on each: bags with several present
-    labels first, each new bag showing a present label not shown yet (so the panels
-    cover different labels), then the first test bags."""
+    labels first, each new bag showing its rarest present label not shown yet (so the
+    panels cover different, object-like labels), then the first test bags."""
+    counts = (np.asarray(ds.Y) == 1).sum(axis=0)
     Y = np.asarray(ds.Y)[test] == 1
     order = np.argsort(-Y.sum(axis=1), kind="stable")  # most labels first, split order kept
     picked: list[int] = []
@@ -111,7 +112,7 @@ def _shown_bags(ds, test: np.ndarray, n: int) -> tuple[np.ndarray, list[int]]:
         new = [k for k in np.flatnonzero(Y[j]) if k not in labels]
         if new:
             picked.append(int(test[j]))
-            labels.append(int(new[0]))
+            labels.append(int(min(new, key=lambda k: (counts[k], k))))
         if len(picked) == n:
             break
     for j in range(len(test)):  # fewer labels than panels: fill with the first bags
