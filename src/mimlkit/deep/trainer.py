@@ -41,6 +41,10 @@ group (gloo on CPU, nccl on GPU), wraps the task in ``DistributedDataParallel`` 
 global index list from a shared seed, then takes its shard ``global[rank::world_size]``.
 ``batch_size`` is per process. Validation runs on the full validation set on every rank, so
 early-stopping decisions agree without communication. Rank 0 writes checkpoints and logs.
+
+Modules: this one holds the loop (:class:`Trainer`, :class:`TrainingTask`, data access);
+``mimlkit.deep.distributed`` the process group and the sampler; ``mimlkit.deep.runtime``
+seeding, devices, RNG states and checkpoint files (all re-exported here).
 """
 
 from __future__ import annotations
@@ -48,7 +52,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
 import os
 import random
 import tempfile
@@ -60,6 +63,21 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from mimlkit.deep.distributed import DistContext, EpochSampler
+from mimlkit.deep.runtime import (  # noqa: F401 - re-exported (public names of this module)
+    _atomic_write_text,
+    _clone_state,
+    _rng_state,
+    _set_rng_state,
+    _to_float,
+    atomic_torch_save,
+    load_checkpoint,
+    move_to_device,
+    preserve_rng_state,
+    resolve_device,
+    seed_everything,
+)
 
 __all__ = [
     "TrainingTask",
@@ -76,292 +94,6 @@ __all__ = [
 
 CHECKPOINT_VERSION = 1
 _MAX_MODES = ("map", "ap", "acc", "f1", "auc", "overall", "score", "precision", "recall")
-
-
-# ----------------------------------------------------------------------------- helpers
-def seed_everything(seed: int) -> None:
-    """Seed python ``random``, numpy's global RNG and torch (CPU and CUDA)."""
-    seed = int(seed) % (2**32)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> ``cuda:<local_rank>`` when CUDA is available, else CPU."""
-    if isinstance(device, torch.device):
-        return device
-    if device in (None, "auto"):
-        if torch.cuda.is_available():
-            return torch.device(f"cuda:{local_rank}")
-        return torch.device("cpu")
-    if device == "cuda" and torch.cuda.is_available():
-        return torch.device(f"cuda:{local_rank}")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} requested but CUDA is not available")
-    return dev
-
-
-def move_to_device(obj: Any, device: torch.device, non_blocking: bool = False) -> Any:
-    """Recursively move tensors in tuples/lists/dicts to ``device``."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=non_blocking)
-    if isinstance(obj, tuple):
-        return tuple(move_to_device(o, device, non_blocking) for o in obj)
-    if isinstance(obj, list):
-        return [move_to_device(o, device, non_blocking) for o in obj]
-    if isinstance(obj, dict):
-        return {k: move_to_device(v, device, non_blocking) for k, v in obj.items()}
-    return obj
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(weights_only=True)``: tensors, plain python values
-    and numpy arrays only (the RNG states and sampler weights); never arbitrary pickle code."""
-    numpy_types = [np.zeros(1).__reduce__()[0], np.ndarray, np.dtype]
-    numpy_types += sorted({type(np.dtype(t)) for t in "?bBhHiIlLqQefdg"}, key=str)
-    with torch.serialization.safe_globals(numpy_types):
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    from mimlkit._io import atomic_write
-
-    atomic_write(path, text)
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-def _clone_state(state: Any) -> Any:
-    """Deep copy of a state dict (tensors detached and cloned, other values deep-copied)."""
-    if isinstance(state, torch.Tensor):
-        return state.detach().clone()
-    if isinstance(state, dict):
-        out = type(state)() if not hasattr(state, "_metadata") else copy.copy(state)
-        for k, v in state.items():
-            out[k] = _clone_state(v)
-        return out
-    return copy.deepcopy(state)
-
-
-@contextlib.contextmanager
-def preserve_rng_state() -> Iterator[None]:
-    """Restore python / numpy / torch (and CUDA) global RNG states on exit, so a learner's
-    ``fit`` (which seeds everything) leaves the caller's random streams untouched."""
-    state = _rng_state()
-    try:
-        yield
-    finally:
-        _set_rng_state(state)
-
-
-def _to_float(v: Any) -> Any:
-    if isinstance(v, torch.Tensor):
-        return float(v.detach().float().mean().cpu())
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
-# ----------------------------------------------------------------------------- distribution
-class DistContext:
-    """Process-group facts read from the ``torchrun`` environment variables."""
-
-    def __init__(self, rank: int = 0, world_size: int = 1, local_rank: int = 0,
-                 initialized_here: bool = False) -> None:
-        self.rank = rank
-        self.world_size = world_size
-        self.local_rank = local_rank
-        self.initialized_here = initialized_here
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls, mode: str | bool = "auto", device_type: str = "cpu") -> DistContext:
-        """Initialise ``torch.distributed`` when launched by ``torchrun`` (``WORLD_SIZE`` > 1).
-
-        ``mode``: ``"auto"`` (env detection), ``False``/``"off"`` (never), ``True`` (require).
-        Backend: nccl on CUDA, gloo otherwise.
-        """
-        import torch.distributed as dist
-
-        if mode in (False, "off", "none"):
-            return cls()
-        if dist.is_available() and dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size(),
-                       int(os.environ.get("LOCAL_RANK", dist.get_rank())))
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world <= 1:
-            if mode is True:
-                raise ValueError("distributed=True but WORLD_SIZE is not > 1 "
-                                 "(launch with torchrun --nproc-per-node N)")
-            return cls()
-        if not dist.is_available():
-            raise RuntimeError("WORLD_SIZE > 1 but torch.distributed is not available")
-        rank = int(os.environ["RANK"])
-        local_rank = int(os.environ.get("LOCAL_RANK", rank))
-        backend = "nccl" if device_type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, rank=rank, world_size=world)
-        return cls(rank, world, local_rank, initialized_here=True)
-
-    def barrier(self) -> None:
-        if self.enabled:
-            torch.distributed.barrier()
-
-    def all_gather_object(self, obj: Any) -> list[Any]:
-        if not self.enabled:
-            return [obj]
-        out: list[Any] = [None] * self.world_size
-        torch.distributed.all_gather_object(out, obj)
-        return out
-
-    def mean(self, value: float) -> float:
-        if not self.enabled:
-            return value
-        t = torch.tensor([value], dtype=torch.float64)
-        if torch.distributed.get_backend() == "nccl":
-            t = t.cuda()
-        torch.distributed.all_reduce(t)
-        return float(t.item()) / self.world_size
-
-    def shutdown(self) -> None:
-        if self.initialized_here and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-            self.initialized_here = False
-
-
-# ----------------------------------------------------------------------------- sampler
-class EpochSampler:
-    """Rank-aware index sampler: one global schedule drawn from ``(seed, epoch)``, sharded.
-
-    Every rank draws the same global index list (a permutation, the identity, or a weighted
-    draw set by :meth:`set_weights`), pads it to a multiple of ``world_size`` by wrapping
-    around (or truncates with ``drop_last``), and keeps ``global[rank::world_size]``.
-    The state (weights, epoch) is part of the trainer's checkpoint.
-    """
-
-    def __init__(self, n: int, *, shuffle: bool = True, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, drop_last: bool = False) -> None:
-        if n <= 0:
-            raise ValueError("EpochSampler needs at least one sample")
-        self.n = int(n)
-        self.shuffle = bool(shuffle)
-        self.seed = int(seed)
-        self.rank = int(rank)
-        self.world_size = int(world_size)
-        self.drop_last = bool(drop_last)
-        self.epoch = 0
-        self.weights: np.ndarray | None = None
-        self.num_samples: int | None = None
-        self.replacement = True
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def set_weights(self, weights: Any | None, num_samples: int | None = None,
-                    replacement: bool = True) -> None:
-        """Weighted draws (e.g. the self-paced instance sampler); ``None`` restores plain
-        shuffling. Weights must be non-negative with a positive sum."""
-        if weights is None:
-            self.weights, self.num_samples = None, None
-            return
-        w = np.asarray(weights.detach().cpu() if isinstance(weights, torch.Tensor) else weights,
-                       dtype=np.float64).ravel()
-        if w.shape[0] != self.n:
-            raise ValueError(f"sampler weights have {w.shape[0]} entries, expected {self.n}")
-        if not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
-            raise ValueError("sampler weights must be finite, non-negative, with a positive sum")
-        self.weights = w
-        self.num_samples = int(num_samples) if num_samples is not None else self.n
-        self.replacement = bool(replacement)
-
-    def global_indices(self, epoch: int | None = None) -> np.ndarray:
-        epoch = self.epoch if epoch is None else int(epoch)
-        rng = np.random.default_rng([self.seed % (2**32), epoch])
-        if self.weights is not None:
-            p = self.weights / self.weights.sum()
-            idx = rng.choice(self.n, size=self.num_samples, replace=self.replacement, p=p)
-        elif self.shuffle:
-            idx = rng.permutation(self.n)
-        else:
-            idx = np.arange(self.n)
-        return idx.astype(np.int64)
-
-    def indices(self, epoch: int | None = None) -> np.ndarray:
-        """This rank's shard of the epoch's global index list."""
-        idx = self.global_indices(epoch)
-        ws = self.world_size
-        if ws > 1:
-            if self.drop_last:
-                idx = idx[: (len(idx) // ws) * ws]
-            elif len(idx) % ws:
-                pad = ws - len(idx) % ws
-                idx = np.concatenate([idx, np.resize(idx, pad)])
-            idx = idx[self.rank::ws]
-        return idx
-
-    def batches(self, batch_size: int, epoch: int | None = None,
-                drop_last: bool = False) -> list[np.ndarray]:
-        idx = self.indices(epoch)
-        nb = len(idx) // batch_size if drop_last else math.ceil(len(idx) / batch_size)
-        return [idx[i * batch_size:(i + 1) * batch_size] for i in range(nb)]
-
-    def __len__(self) -> int:
-        return len(self.indices())
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices().tolist())
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "seed": self.seed, "weights": self.weights,
-                "num_samples": self.num_samples, "replacement": self.replacement,
-                "shuffle": self.shuffle}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch = int(state["epoch"])
-        self.seed = int(state["seed"])
-        self.weights = state["weights"]
-        self.num_samples = state["num_samples"]
-        self.replacement = bool(state["replacement"])
-        self.shuffle = bool(state["shuffle"])
 
 
 # ----------------------------------------------------------------------------- data access
