@@ -258,3 +258,28 @@ def test_styles_training_axes_and_pr_curves(tmp_path):
     md = (tmp_path / "r" / "summary.md").read_text()
     assert "| label | support | support % |" in md.replace(" | good | bad |", " |")
     assert "| cat | 5 | 50.0" in md
+
+
+def test_split_scores_payload_and_evaluate_name(tmp_path):
+    from mimlkit.evaluation.results_io import split_scores_payload
+
+    Y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    sc = {"a": {1: {"test_idx": np.array([2, 3]), "scores": np.array([[0.5, np.nan],
+                                                                       [0.1, 0.2]])},
+                0: {"test_idx": np.array([0, 1]), "scores": np.array([[0.9, 0.1],
+                                                                       [0.2, 0.8]])}},
+          "b": {0: {"test_idx": np.array([0, 1]), "scores": np.zeros((2, 2))}}}
+    p = split_scores_payload(sc, Y, ["x", "y"])
+    assert p["split"] == 0 and p["test_idx"] == [0, 1] and p["Y"] == [[1, 0], [0, 1]]
+    assert set(p["scores"]) == {"a", "b"} and p["scores"]["a"][0] == [0.9, 0.1]
+    p1 = split_scores_payload({"a": {1: sc["a"][1]}}, Y, ["x", "y"])
+    assert p1["scores"]["a"][0] == [0.5, None]  # NaN stored as JSON null
+    assert split_scores_payload(sc, Y, ["x", "y"], max_values=7) is None  # 2 x 2 x 2 = 8
+
+    from mimlkit.datasets import make_miml_bags
+    from mimlkit.evaluation.bench import run_evaluation
+
+    ds = make_miml_bags(random_state=0)
+    ds.name = ""
+    run_evaluation(ds, ["prior"], {}, protocol="holdout", source=str(tmp_path / "birds.arff"))
+    assert ds.name == "birds"
