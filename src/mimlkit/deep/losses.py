@@ -15,7 +15,10 @@ Input contract (every loss): ``loss(logits, targets, observed=None, index=None)`
 (one value per sample, shape ``(B,)``). Element-wise losses average over the ``c`` labels inside
 each sample (``label_normalize=True``: the official single-positive code's ``sum / (B·c)``).
 Batch-level terms (EPR, the high-rank regulariser) are added to every sample's value under
-``"none"``, so that ``.mean()`` of the per-sample vector equals ``reduction="mean"``.
+``"none"``, so that ``.mean()`` of the per-sample vector equals ``reduction="mean"``. Under
+``reduction="sum"`` that per-sample addition makes a batch-level term count B times (B = batch
+size): its effective weight grows with the batch. Use ``"mean"`` (the default) when the
+regulariser's weight must not depend on B.
 
 Unobserved entries: single-positive losses define their own treatment (that *is* the method);
 losses that also make sense with full labels take ``unobserved="negative"`` (assume negative,

@@ -121,6 +121,10 @@ def label_aware_coefficients(m: np.ndarray, C: int | None = None) -> np.ndarray:
 
     ``C=None``: the maximum of ``m``. Guards as in the authors' code: m = 0 or C <= 1 give 0
     (±inf / NaN -> 0). For C = 6: m = 1 -> 0, 2 -> 0.387, ..., 6 -> 1.
+
+    Warning — paper and code disagree: paper 002 says a larger C gives *higher* coefficients,
+    but this formula (recovered from the authors' code, which we follow) gives
+    ``ln m / ln C``, which *falls* as C grows (m = 2: C = 4 -> 0.5, C = 8 -> 0.33).
     """
     m = np.asarray(m, dtype=np.float64)
     c = float(m.max()) if C is None and m.size else float(C or 0)
