@@ -249,7 +249,9 @@ def _torchmil_fit_predict(Xtr, Ytr, Xte, epochs: int, lr: float, seed: int) -> n
                 opt.step()
         model.eval()
         with torch.no_grad():
-            out.append(model(xte, mte)[0].float().numpy().reshape(-1))
+            pred = model(xte, mte)  # bag logits (B,) (a tuple when attention is returned)
+            pred = pred[0] if isinstance(pred, tuple) else pred
+            out.append(pred.float().numpy().reshape(-1))
     return np.stack(out, 1)
 
 
