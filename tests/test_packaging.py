@@ -354,20 +354,10 @@ def test_wheel_holds_package_data(wheel):
     assert core and not [ln for ln in core if any(h in ln for h in HEAVY)], core
 
 
-@pytest.mark.slow
-def test_wheel_core_install_outside_the_repo(wheel, tmp_path):
-    """Core wheel in a fresh venv outside the repository: no torch / dask / matplotlib;
-    --version, datasets info, evaluate with MIMLkNN work; a deep learner gives one line."""
-    bindir = _venv(tmp_path / "venv")
-    _pip(bindir, "-c", str(ROOT / "constraints.txt"), str(wheel))
-    listing = subprocess.run([str(bindir / "python"), "-m", "pip", "list", "--format=json"],
-                             capture_output=True, text=True, check=True).stdout
-    installed = {d["name"].lower() for d in json.loads(listing)}
-    assert "mimlkit" in installed
-    assert not installed & {"torch", "torchvision", "dask", "distributed", "matplotlib",
-                            "safetensors"}, sorted(installed)
-    work = tmp_path / "work"
-    work.mkdir()
+def _core_smoke(bindir: Path, work: Path) -> None:
+    """The core commands of an installed mimlkit: --version, datasets info, evaluate with
+    MIMLkNN, fit + predict, bench with the plots left out; a deep learner gives one line."""
+    work.mkdir(exist_ok=True)
     data = write_toy_arff(work / "toy.arff")
     exe = str(bindir / "mimlkit")
 
@@ -386,15 +376,60 @@ def test_wheel_core_install_outside_the_repo(wheel, tmp_path):
     ap = [x["value"] for x in rows if x["metric"] == "average_precision"
           and x.get("label") is None]
     assert len(ap) == 3 and all(0 < v <= 1 for v in ap), rows[:3]
+    r = run("fit", "--data", str(data), "--learner", "mimlknn", "--out", str(work / "model"))
+    assert r.returncode == 0, r.stderr
+    r = run("predict", "--model", str(work / "model"), "--data", str(data), "--out",
+            str(work / "pred.csv"))
+    assert r.returncode == 0 and len((work / "pred.csv").read_text().splitlines()) == 37, r
     r = run("evaluate", "--data", str(data), "--learner", "deepmiml", "--out",
             str(work / "res2.json"))
     _one_line_extra(r, "deep")
+    # bench: a report with its tables, the plots left out with the extra named
+    r = run("bench", "--suite", "synthetic", "--learner", "mimlknn", "--protocol", "holdout",
+            "--out", str(work / "bench"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    html = next((work / "bench").rglob("report.html")).read_text()
+    assert PIP_LINE.format("report") in html and "<img" not in html
     # the module location proves the installed wheel ran, not the source tree
     loc = subprocess.run([str(bindir / "python"), "-c", "import mimlkit; print(mimlkit.__file__)"],
                          capture_output=True, text=True, cwd=work).stdout
-    assert str(tmp_path / "venv") in loc and str(ROOT) not in loc
+    assert str(bindir.parent) in loc and str(ROOT) not in loc
+
+
+@pytest.mark.slow
+def test_wheel_core_install_outside_the_repo(wheel, tmp_path):
+    """Core wheel in a fresh venv outside the repository (the exact tested versions): no
+    torch / dask / matplotlib installed, and the core commands work."""
+    bindir = _venv(tmp_path / "venv")
+    _pip(bindir, "-c", str(ROOT / "constraints.txt"), str(wheel))
+    listing = subprocess.run([str(bindir / "python"), "-m", "pip", "list", "--format=json"],
+                             capture_output=True, text=True, check=True).stdout
+    installed = {d["name"].lower() for d in json.loads(listing)}
+    assert "mimlkit" in installed
+    assert not installed & {"torch", "torchvision", "dask", "distributed", "matplotlib",
+                            "safetensors"}, sorted(installed)
+    _core_smoke(bindir, tmp_path / "work")
     (tmp_path / "core_venv_size.txt").write_text(subprocess.run(
         ["du", "-sh", str(tmp_path / "venv")], capture_output=True, text=True).stdout)
+
+
+@pytest.mark.slow
+def test_wheel_core_at_the_lower_bounds(wheel, tmp_path):
+    """The core's declared lower bounds hold: each `name>=X.Y` of pyproject's dependencies
+    installed as `name==X.Y.*` (its latest patch release), then the same core commands."""
+    import re
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    floors = []
+    for req in deps:
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)>=(\d+)(?:\.(\d+))?.*", req.replace(" ", ""))
+        assert m, f"{req}: expected NAME>=X.Y"
+        floors.append(f"{m[1]}=={m[2]}.{m[3] or 0}.*" if m[3] else f"{m[1]}=={m[2]}.*")
+    (tmp_path / "floors.txt").write_text("\n".join(floors) + "\n")
+    bindir = _venv(tmp_path / "venv")
+    _pip(bindir, "-c", str(tmp_path / "floors.txt"), str(wheel))
+    _core_smoke(bindir, tmp_path / "work")
 
 
 @pytest.mark.slow
