@@ -8,6 +8,14 @@ fixed test set, peak RSS (psutil sampling thread, whole process), test average p
 
     python benchmarks/bmiml_scaling.py                       # 2K, 10K, 30K, 60K, 120K
     python benchmarks/bmiml_scaling.py --sizes 2000 10000    # a quick look
+    python benchmarks/bmiml_scaling.py --sizes 2000 120000 --keep-previous   # add rows
+
+By default BMIML runs with the **library defaults** (``BMIML(random_state=0)``: N3 = 1000
+enhancement nodes, SMIPR medoids capped at 256, data-chosen thresholds) and 2 BLAS threads.
+``--n-enhancement 500`` is a reduced setting and is labelled as such in the table.
+``--keep-previous`` keeps the rows of the existing results file (each row says its setting,
+thread count and date) and adds the new ones, so a defaults row stands beside an older
+reduced-setting row.
 """
 
 from __future__ import annotations
@@ -77,7 +85,7 @@ class PeakRSS:
         self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
-def run_one(n: int, n_test: int, seed: int, n_enhancement: int) -> dict:
+def run_one(n: int, n_test: int, seed: int, n_enhancement: int | None) -> dict:
 
     from mimlkit.bags import as_bags
     from mimlkit.learners.broad.awlel import AWLEL
@@ -89,7 +97,8 @@ def run_one(n: int, n_test: int, seed: int, n_enhancement: int) -> dict:
     te = as_bags(X[n:])
     Ytr, Yte = Y[:n], Y[n:]
     del X
-    model = BMIML(awlel=AWLEL(n_enhancement=n_enhancement), random_state=0)
+    model = (BMIML(random_state=0) if n_enhancement is None
+             else BMIML(awlel=AWLEL(n_enhancement=n_enhancement), random_state=0))
     with PeakRSS() as mem:
         t0 = time.perf_counter()
         model.fit(tr, Ytr)
@@ -113,8 +122,11 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=10000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-enhancement", type=int, default=500,
-                    help="AWLEL enhancement nodes N3 (retargeting nodes = N3 // 2)")
+    ap.add_argument("--n-enhancement", type=int, default=None,
+                    help="AWLEL enhancement nodes N3 (default: the library default, 1000; "
+                         "anything else is a reduced/changed setting, labelled as such)")
+    ap.add_argument("--keep-previous", action="store_true",
+                    help="keep the rows of the existing results file and add the new ones")
     ap.add_argument("--name", default="bmiml_scaling")
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -130,21 +142,39 @@ def main() -> None:
     env = dict(os.environ)
     for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[v] = str(args.threads)
+    import datetime as _dt
+
+    setting = ("library defaults (N3 = 1000)" if args.n_enhancement is None else
+               f"reduced: N3 = {args.n_enhancement} (not the default)")
+    previous = []
+    old_path = root / "benchmarks" / "results" / f"{args.name}.json"
+    if args.keep_previous and old_path.is_file():
+        old = json.loads(old_path.read_text())
+        for r in old.get("rows", []):
+            r.setdefault("setting", "reduced: N3 = 500 (not the default)")
+            r.setdefault("threads", old.get("threads"))
+            r.setdefault("date", old.get("date"))
+            previous.append(r)
     rows = []
     for n in args.sizes:
+        extra = [] if args.n_enhancement is None else ["--n-enhancement",
+                                                       str(args.n_enhancement)]
         out = subprocess.run([sys.executable, __file__, "--one", str(n), "--n-test",
-                              str(args.n_test), "--seed", str(args.seed),
-                              "--n-enhancement", str(args.n_enhancement)],
+                              str(args.n_test), "--seed", str(args.seed), *extra],
                              env=env, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             print(out.stderr, file=sys.stderr)
             raise SystemExit(f"size {n} failed")
         row = json.loads(out.stdout.strip().splitlines()[-1])
+        row["setting"] = setting
+        row["threads"] = args.threads
+        row["date"] = _dt.datetime.now().isoformat(timespec="seconds")
         rows.append(row)
         print(f"n={n}: fit {row['fit_seconds']:.1f}s (AWLEL {row['awlel_seconds']:.1f}, "
               f"SMIPR {row['smipr_seconds']:.1f}), predict {row['predict_seconds']:.1f}s, "
               f"peak {row['peak_rss_gib']:.2f} GiB, AP {row['test_average_precision']:.3f}",
               flush=True)
+    all_rows = previous + rows
     ns = np.array([r["n_bags"] for r in rows], dtype=float)
     ts = np.array([r["fit_seconds"] for r in rows])
     expo = float(np.polyfit(np.log(ns), np.log(ts), 1)[0]) if len(rows) > 1 else float("nan")
@@ -157,25 +187,25 @@ def main() -> None:
     except OSError:
         load = None
     lines = [
-        f"Synthetic bags: {K} labels, {M} instances/bag, {D} features; BMIML defaults "
-        f"except N3 = {args.n_enhancement} (`BMIML(awlel=AWLEL(n_enhancement="
-        f"{args.n_enhancement}), random_state=0)`; p = 512 + 100 + N3 + N3//2 nodes); "
-        f"BLAS threads = {args.threads}; predict on "
-        f"{args.n_test} test bags. Load average at the end: {load}.",
+        f"Synthetic bags: {K} labels, {M} instances/bag, {D} features; "
+        "`BMIML(random_state=0)` (library defaults) unless the row's setting says otherwise "
+        f"(p = 512 + 100 + N3 + N3//2 nodes); predict on {args.n_test} test bags. This run: "
+        f"{setting}, BLAS threads = {args.threads}; load average at its end: {load}.",
         "",
-        "| bags | fit s | AWLEL s | SMIPR s | AWLEL iters | medoids | MLP | predict s "
-        "| peak RSS GiB | test AP |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| setting | threads | date | bags | fit s | AWLEL s | SMIPR s | AWLEL iters | medoids "
+        "| MLP | predict s | peak RSS GiB | test AP |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(f"| {r['n_bags']:,} | {r['fit_seconds']:.1f} | {r['awlel_seconds']:.1f} "
+    for r in all_rows:
+        lines.append(f"| {r['setting']} | {r['threads']} | {str(r['date'])[:10]} "
+                     f"| {r['n_bags']:,} | {r['fit_seconds']:.1f} | {r['awlel_seconds']:.1f} "
                      f"| {r['smipr_seconds']:.1f} | {r['awlel_iterations']} | {r['n_medoids']} "
                      f"| {r['mlp_solver']} | {r['predict_seconds']:.2f} "
                      f"| {r['peak_rss_gib']:.2f} | {r['test_average_precision']:.3f} |")
-    lines += ["", f"Fitted exponent of fit time vs n (all sizes): **{expo:.2f}**; "
+    lines += ["", f"Fitted exponent of fit time vs n (this run's sizes): **{expo:.2f}**; "
                   f"over n >= 10K: **{expo_big:.2f}**.",
               "", "Paper (Table VII, NIH 120K, i7-9700K): BMIML 68,459.3 s."]
-    write_results(args.name, {"rows": rows, "exponent": expo, "exponent_ge_10k": expo_big,
+    write_results(args.name, {"rows": all_rows, "exponent": expo, "exponent_ge_10k": expo_big,
                               "threads": args.threads, "load_average": load},
                   "\n".join(lines), title="BMIML scaling (synthetic NIH-shaped bags)")
 
