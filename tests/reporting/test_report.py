@@ -118,7 +118,8 @@ def _multi_rows(n_datasets: int = 4, n_splits: int = 3):
                 v = base + 0.01 * d + rng.uniform(-0.004, 0.004)
                 for metric, val in (("average_precision", v), ("hamming_loss", 1 - v)):
                     rows.append(dict(dataset=f"ds{d}", learner=learner, split=split,
-                                     metric=metric, label=None, value=val, fit_seconds=0.1,
+                                     metric=metric, label=None, value=val,
+                                     fit_seconds=0.1 * (d + 1),
                                      predict_seconds=0.01, error=None))
     return rows
 
@@ -147,6 +148,9 @@ def test_report_multi_dataset_statistics(tmp_path):
     if (tmp_path / "report" / "figures" / "cd_average_precision.png").is_file():
         assert "Critical-difference diagram" in html
     assert not (tmp_path / "report" / "figures" / "metrics.png").exists()
+    assert "datasets: 4 (ds0, ds1, ds2, ds3)" in html
+    timing = pd.read_csv(tmp_path / "report" / "timing.csv").set_index("learner")
+    assert timing.loc["a", "fit_mean"] == pytest.approx(0.25)  # over every dataset's split
 
 
 def test_responsive_summary_markup():

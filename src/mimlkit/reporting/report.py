@@ -136,6 +136,12 @@ def _env_lines(data: dict[str, Any]) -> list[str]:
             if k in ds:
                 bits.append(f"{k.removeprefix('n_')}={ds[k]}")
         out.append("dataset: " + ", ".join(b for b in bits if b))
+    many = data.get("datasets")
+    if isinstance(many, dict) and many:
+        ran = [k for k, v in many.items() if not (isinstance(v, dict) and v.get("skipped"))]
+        left = [k for k in many if k not in ran]
+        out.append(f"datasets: {len(ran)} ({', '.join(map(str, ran))})"
+                   + (f"; not found: {', '.join(map(str, left))}" if left else ""))
     if data.get("protocol"):
         out.append(f"protocol: {data['protocol']}")
     if data.get("seeds") is not None:

@@ -295,7 +295,8 @@ def timing_stats(table: pd.DataFrame) -> pd.DataFrame:
     if not cols or table.empty:
         return pd.DataFrame(columns=["learner", "fit_mean", "fit_std", "predict_mean",
                                      "predict_std"])
-    per_split = table.groupby(["learner", "split"], sort=False)[cols].first().reset_index()
+    keys = ["learner", "split"] + (["dataset"] if "dataset" in table.columns else [])
+    per_split = table.groupby(keys, sort=False, dropna=False)[cols].first().reset_index()
     g = per_split.groupby("learner", sort=False)
     out: dict[str, Any] = {"learner": list(g.groups.keys())}
     out = pd.DataFrame({"learner": _order(per_split["learner"])})
