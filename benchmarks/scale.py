@@ -126,58 +126,71 @@ def worker(spec: dict) -> None:
     gen_s = time.perf_counter() - t0
     est = registry.create(spec["learner"], preset=spec["preset"])
     with threadpool_limits(spec["threads"]):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         est.fit(bags, Y)
-        fit_s = time.perf_counter() - t
-        t = time.perf_counter()
+        fit_s, fit_cpu = time.perf_counter() - t, time.process_time() - c
+        t, c = time.perf_counter(), time.process_time()
         est.predict(test)
-        pred_s = time.perf_counter() - t
-    print("RESULT " + json.dumps({"fit_s": fit_s, "predict_s": pred_s, "gen_s": gen_s,
-                                  "n_train": int(bags.n_bags), "n_test": int(test.n_bags),
+        pred_s, pred_cpu = time.perf_counter() - t, time.process_time() - c
+    import resource
+
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB  # Linux: KiB
+    print("RESULT " + json.dumps({"fit_s": fit_s, "fit_cpu_s": fit_cpu, "predict_s": pred_s,
+                                  "predict_cpu_s": pred_cpu, "gen_s": gen_s,
+                                  "maxrss_gib": maxrss, "n_train": int(bags.n_bags),
+                                  "n_test": int(test.n_bags),
                                   "n_instances": int(bags.n_instances)}), flush=True)
 
 
 # ----------------------------------------------------------------------------- parent
-def _tree_rss(proc) -> int:
+def _tree_usage(proc) -> tuple[int, float]:
+    """(RSS bytes, CPU seconds user + system) of a process and its children."""
     import psutil
 
-    total = 0
+    rss, cpu = 0, 0.0
     try:
         for p in [proc, *proc.children(recursive=True)]:
             try:
-                total += p.memory_info().rss
+                rss += p.memory_info().rss
+                t = p.cpu_times()
+                cpu += t.user + t.system
             except psutil.Error:
                 pass
     except psutil.Error:
         pass
-    return total
+    return rss, cpu
 
 
-def monitored(cmd: list[str], cap_s: float, cap_bytes: float, env: dict | None = None) -> dict:
-    """Run ``cmd``; sample its process-tree RSS; kill it at the caps."""
+def monitored(cmd: list[str], cap_s: float, cap_bytes: float, env: dict | None = None,
+              cap_wall: float = 3600.0) -> dict:
+    """Run ``cmd``; sample its process-tree RSS; kill it at the caps: ``cap_s`` CPU seconds
+    (user + system; the machine is shared, so wall time says little), ``cap_bytes`` RSS,
+    ``cap_wall`` wall seconds."""
     import psutil
 
     with tempfile.TemporaryFile("w+") as out:
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         ps = psutil.Process(p.pid)
-        peak, killed = 0, None
+        peak, killed, cpu = 0, None, 0.0
         while p.poll() is None:
-            peak = max(peak, _tree_rss(ps))
+            rss, cpu = _tree_usage(ps)
+            peak = max(peak, rss)
             el = time.perf_counter() - t0
-            if el > cap_s or peak > cap_bytes:
-                killed = "time" if el > cap_s else "memory"
+            if cpu > cap_s or peak > cap_bytes or el > cap_wall:
+                killed = ("CPU time" if cpu > cap_s else "memory" if peak > cap_bytes
+                          else "wall time")
                 for c in ps.children(recursive=True):
                     c.kill()
                 p.kill()
                 p.wait()
                 break
-            time.sleep(0.05)
+            time.sleep(0.2)
         wall = time.perf_counter() - t0
         out.seek(0)
         text = out.read()
     return {"rc": p.returncode, "wall_s": wall, "peak_rss_gib": peak / GIB, "killed": killed,
-            "output": text}
+            "cpu_s": cpu, "output": text}
 
 
 def _error_line(text: str) -> str:
@@ -196,11 +209,14 @@ def run_worker(spec: dict, cap_s: float, cap_gib: float) -> dict:
     m = re.search(r"^RESULT (.*)$", r["output"], flags=re.M)
     if m and r["killed"] is None:
         row.update(json.loads(m.group(1)))
+        row["sampled_peak_rss_gib"] = row["peak_rss_gib"]
+        row["peak_rss_gib"] = round(row.pop("maxrss_gib"), 3)  # exact (getrusage)
         row["status"] = "ok"
     elif r["killed"]:
         row["status"] = f"cap: {r['killed']}"
-        row["reason"] = (f"killed after {r['wall_s']:.0f} s at {r['peak_rss_gib']:.2f} GiB "
-                         f"(cap {cap_s:.0f} s / {cap_gib:.0f} GiB)")
+        row["reason"] = (f"killed after {r['cpu_s']:.0f} CPU s ({r['wall_s']:.0f} s wall) at "
+                         f"{r['peak_rss_gib']:.2f} GiB (caps {cap_s:.0f} CPU s / "
+                         f"{cap_gib:.0f} GiB)")
     else:
         row["status"] = "error"
         row["reason"] = _error_line(r["output"])
@@ -222,10 +238,13 @@ def run_bigbag(args, rows: list) -> None:
             cmd += [a for p in args.bigbag_params for a in ("-p", p)]
             r = monitored(cmd, args.cap_s_big, args.cap_gib * GIB)
             m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", r["output"])
+            cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)",
+                                                     r["output"]))
             row = {"part": "bigbag", "learner": learner, "n": 301, "rc": r["rc"],
                    "wall_s": round(r["wall_s"], 1),
                    "peak_rss_gib": round(int(m.group(1)) * 1024 / GIB, 3) if m else None,
                    "sampled_peak_rss_gib": round(r["peak_rss_gib"], 3),
+                   "cpu_s": round(cpu, 1),
                    "command": "mimlkit fit --data <300 Scene + 1 x 200k> -l " + learner
                    + "".join(f" -p {p}" for p in args.bigbag_params)}
             row["status"] = "ok" if r["rc"] == 0 and not r["killed"] else (
@@ -240,7 +259,7 @@ def run_bigbag(args, rows: list) -> None:
 def run_grid(args, rows: list) -> None:
     base = dict(preset=args.preset, threads=args.threads)
     if "synth16" in args.parts:
-        for learner in ("mimlknn", "mimlsvm"):
+        for learner in args.synth_learners:
             spec = dict(part="synth16", data="synth16", learner=learner, n=args.synth_n,
                         n_test=0, **base)
             rows.append(run_worker(spec, args.cap_s_big, args.cap_gib))
@@ -270,7 +289,7 @@ def exponents(rows: list) -> dict:
 
     out = {}
     for learner in sorted({r["learner"] for r in rows if r.get("part") == "nih"}):
-        ok = sorted((r["n"], r["fit_s"]) for r in rows if r.get("part") == "nih"
+        ok = sorted((r["n"], r.get("fit_cpu_s", r["fit_s"])) for r in rows if r.get("part") == "nih"
                     and r["learner"] == learner and r["status"] == "ok")
         if len({n for n, _ in ok}) >= 2:
             n, t = np.log([o[0] for o in ok]), np.log([o[1] for o in ok])
@@ -289,9 +308,12 @@ def _save(args, rows: list) -> None:
     md = [f"Parts: {', '.join(args.parts)} (run as separate concurrent streams; see the JSON "
           "for each part's command)" if args.merge else f"Parts: {', '.join(args.parts)}", ""]
     md = [md[0] + f"; preset: `{args.preset or 'library defaults'}`; "
-          f"BLAS threads per run: {args.threads}; caps: {args.cap_s:.0f} s per grid run, "
-          f"{args.cap_s_big:.0f} s for the big-size / bigbag / synth16 runs, "
-          f"{args.cap_gib:.0f} GiB RSS. Peak RSS = the whole process (Python, data, model). "
+          f"BLAS threads per run: {args.threads}; caps: {args.cap_s:.0f} CPU s per grid run, "
+          f"{args.cap_s_big:.0f} CPU s for the big-size / bigbag / synth16 runs, "
+          f"{args.cap_gib:.0f} GiB RSS, 1 h wall. Peak RSS = the whole process (Python, data, "
+          "model; `getrusage` max RSS, or `/usr/bin/time -v` for the CLI runs). CPU s = user + "
+          "system seconds of the process (all threads): on an idle 2-core machine wall time is "
+          "between CPU s / 2 and CPU s. "
           "**The 2 CPUs were shared with other jobs during the runs** (load average at the "
           f"end: {tuple(round(x, 1) for x in psutil.getloadavg())}), so times are upper "
           "bounds and vary run to run; memory figures are not affected.", ""]
@@ -300,10 +322,13 @@ def _save(args, rows: list) -> None:
     big = [r for r in rows if r.get("part") == "bigbag"]
     if big:
         md += ["## One 200,000-instance bag (300 Scene bags + 1; `mimlkit fit`)", "",
-               "| learner | status | wall s | peak RSS GiB (`/usr/bin/time -v`) | note |",
-               "|---|---|---|---|---|"]
-        md += [f"| {r.get('learner', '–')} | {r['status']} | {_fmt(r.get('wall_s'))} | "
-               f"{_fmt(r.get('peak_rss_gib'), '{:.2f}')} | {r.get('reason', '')} |" for r in big]
+               "| learner | status | CPU s | wall s | peak RSS GiB (`/usr/bin/time -v`) | note |",
+               "|---|---|---|---|---|---|"]
+        md += [f"| {r.get('learner', '–')} | {r['status']} | {_fmt(r.get('cpu_s'))} | "
+               f"{_fmt(r.get('wall_s'))} | {_fmt(r.get('peak_rss_gib'), '{:.2f}')} | "
+               f"{r.get('reason', '')} |" for r in big]
+        if big and big[0].get("command"):
+            md += ["", f"Command: `{big[0]['command']}` (and the same with mimlsvm)."]
         md.append("")
     grid = [r for r in rows if r.get("part") in ("synth16", "nih")]
     for part, title in (("synth16", "Synthetic bags, 16 features, 5 labels (2/3 train, 1/3 "
@@ -313,16 +338,20 @@ def _save(args, rows: list) -> None:
         sel = [r for r in grid if r["part"] == part]
         if not sel:
             continue
-        md += [f"## {title}", "", "| learner | train bags | instances | status | fit s | "
-               "predict s | peak RSS GiB | note |", "|---|---|---|---|---|---|---|---|"]
+        md += [f"## {title}", "", "| learner | train bags | instances | status | fit CPU s | "
+               "fit wall s | predict CPU s | predict wall s | peak RSS GiB | note |",
+               "|---|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(sel, key=lambda r: (r["learner"], r["n"])):
             md.append(f"| {r['learner']} | {r.get('n_train', r['n']):,} | "
                       f"{_fmt(r.get('n_instances'), '{:,}')} | {r['status']} | "
-                      f"{_fmt(r.get('fit_s'))} | {_fmt(r.get('predict_s'), '{:.2f}')} | "
+                      f"{_fmt(r.get('fit_cpu_s'))} | {_fmt(r.get('fit_s'))} | "
+                      f"{_fmt(r.get('predict_cpu_s'))} | {_fmt(r.get('predict_s'))} | "
                       f"{_fmt(r.get('peak_rss_gib'), '{:.2f}')} | {r.get('reason', '')} |")
         md.append("")
+    for note in getattr(args, "note", None) or []:
+        md += [note, ""]
     if exps:
-        md += ["Fitted exponent b of fit seconds ~ n^b (sizes each learner finished): "
+        md += ["Fitted exponent b of fit CPU seconds ~ n^b (sizes each learner finished): "
                + ", ".join(f"{k} **{v}**" for k, v in exps.items()) + ".", ""]
     write_results(args.name, {"rows": rows, "exponents": exps, "args": vars(args)},
                   "\n".join(md), title="Scaling: time and peak memory vs number of bags")
@@ -339,15 +368,18 @@ def main() -> None:
     ap.add_argument("--big-sizes", nargs="*", type=int, default=[120000])
     ap.add_argument("--big-learners", nargs="+", default=["bmiml", "mimlfast"])
     ap.add_argument("--synth-n", type=int, default=20000)
+    ap.add_argument("--synth-learners", nargs="+", default=["mimlknn", "mimlsvm"])
     ap.add_argument("--n-test", type=int, default=2000)
     ap.add_argument("--preset", default=None)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--cap-s", type=float, default=300.0)
-    ap.add_argument("--cap-s-big", type=float, default=900.0)
+    ap.add_argument("--cap-s", type=float, default=300.0, help="CPU seconds per grid run")
+    ap.add_argument("--cap-s-big", type=float, default=1200.0,
+                    help="CPU seconds per big-size / bigbag / synth16 run")
     ap.add_argument("--cap-gib", type=float, default=8.0)
     ap.add_argument("--bigbag-params", nargs="*", default=[],
                     help="KEY=VALUE passed as -p to `mimlkit fit` in the bigbag part")
     ap.add_argument("--name", default="scale")
+    ap.add_argument("--note", action="append", help="a paragraph added to the report")
     ap.add_argument("--merge", nargs="*", default=None,
                     help="only merge the rows of these result JSON files into --name")
     args = ap.parse_args()

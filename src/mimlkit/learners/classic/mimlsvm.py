@@ -159,7 +159,9 @@ class MIMLSVM(HausdorffLearnerMixin, BaseEstimator):
                 self.estimators_.append(None)
                 const[lab] = 1.0 if y[0] == 1 else -1.0
                 continue
-            svc = SVC(kernel="precomputed", C=self.C, class_weight=self.class_weight)
+            # libsvm's row cache only saves look-ups in K here: keep it small (speed only)
+            svc = SVC(kernel="precomputed", C=self.C, class_weight=self.class_weight,
+                      cache_size=min(200.0, max(self._budget_mb() / 8, 1.0)))
             self.estimators_.append(svc.fit(K, y))
         self.constant_scores_ = const
         return self
