@@ -45,6 +45,8 @@ def _resign(folder: Path) -> None:
     """Recompute the checksum of estimator.skops, as an attacker who edits both would."""
     cfg = json.loads((folder / "config.json").read_text())
     cfg["sha256"]["estimator.skops"] = P._sha256(folder / "estimator.skops")
+    if "config_sha256" in cfg:  # format 2: the attacker re-signs config.json's fields too
+        cfg["config_sha256"] = P._config_digests(cfg)
     (folder / "config.json").write_text(json.dumps(cfg))
 
 
@@ -222,6 +224,8 @@ def test_checksum_paths_cannot_escape_the_folder(tmp_path):
     (tmp_path / "outside").write_text("x")
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     cfg["sha256"]["../outside"] = P._sha256(tmp_path / "outside")
+    if "config_sha256" in cfg:  # format 2: an attacker re-signs config.json's fields too
+        cfg["config_sha256"] = P._config_digests(cfg)
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(P.PersistenceError, match="points outside the folder"):
         P.load(tmp_path / "m")
