@@ -8,6 +8,7 @@ processes and be merged::
     python benchmarks/zoo.py                                  # everything, one process
     python benchmarks/zoo.py --only scene emotions --out runs/zoo-a
     python benchmarks/zoo.py --merge runs/zoo-a runs/zoo-b    # -> benchmarks/results/zoo.*
+    # (a later folder's (dataset, learner) results replace an earlier one's)
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ def main() -> None:
         rows, datasets, names, commands = [], {}, [], []
         for d in args.merge:
             p = json.loads((Path(d) / "results.json").read_text())
-            have = {r["dataset"] for r in rows}
-            rows += [r for r in p["rows"] if r["dataset"] not in have]
+            # a later folder replaces the same (dataset, learner) of an earlier one
+            new = {(r["dataset"], r["learner"]) for r in p["rows"]}
+            rows = [r for r in rows if (r["dataset"], r["learner"]) not in new] + p["rows"]
             for k, v in p["datasets"].items():
                 if "skipped" not in v or k not in datasets:
                     datasets[k] = v

@@ -233,7 +233,7 @@ def test_features_odd_pixel_formats_is_a_correct_result(files, tmp_path):
 
 # ----------------------------------------------------------------------------- predict
 @pytest.mark.parametrize("case, names", [
-    ("wide", ["wide.npz", "7 features", "fitted with 5"]),
+    ("wide", ["wide.npz", "data has 7", "fitted on 5"]),
     ("nan", ["nan.npz", "bag 1 contains NaN or inf"]),
     ("trunc", ["trunc.arff", "line 13"]),
     ("zero", ["zero.npz"]),

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fit_scaling", "apply_scaling", "segment_max", "segment_argmax", "gather_rows"]
+__all__ = ["fit_scaling", "apply_scaling", "resolve_rbf_gamma", "segment_max", "segment_argmax",
+           "gather_rows"]
 
 _SCALES = ("auto", "robust", "standard", "minmax", None, "none")
 _ROBUST_SAMPLE = 200_000  # instances used for the medians / quartiles of large data
@@ -115,3 +116,22 @@ def gather_rows(offsets: np.ndarray, bag_idx: np.ndarray) -> tuple[np.ndarray, n
     np.cumsum(sizes, out=new_off[1:])
     rows = np.repeat(starts - new_off[:-1], sizes) + np.arange(new_off[-1], dtype=np.int64)
     return rows, new_off
+
+
+def resolve_rbf_gamma(gamma: float | str, Xs: np.ndarray, ref: float) -> float:
+    """RBF width for scaled instances ``Xs``. A number is used as given. ``"auto"``:
+    ``ref / (d * mean per-feature variance)``, i.e. a width relative to the typical squared
+    distance between instances, so it carries over to any feature count; each learner's
+    ``ref`` re-expresses the width chosen on an inner hold-out of a Scene training part
+    (d = 15), so Scene keeps the tuned value while 72 or 1,000 features do not make the
+    kernel the identity matrix."""
+    if isinstance(gamma, str):
+        if gamma != "auto":
+            raise ValueError(f"gamma must be a positive number or 'auto', got {gamma!r}")
+        Xq = np.asarray(_sample_rows(Xs), dtype=np.float64)
+        spread = float(Xq.shape[1] * Xq.var(axis=0).mean())
+        return ref / spread if spread > 1e-12 else 1.0
+    g = float(gamma)
+    if not g > 0:
+        raise ValueError(f"gamma must be positive, got {gamma!r}")
+    return g

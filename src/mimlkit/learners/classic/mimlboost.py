@@ -39,7 +39,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from mimlkit.bags import Bags
 from mimlkit.learners.base import MIMLClassifierMixin, refuse_instance_label_pairs
-from mimlkit.learners.classic._instance_scaling import apply_scaling, fit_scaling
+from mimlkit.learners.classic._instance_scaling import (
+    apply_scaling,
+    fit_scaling,
+    resolve_rbf_gamma,
+)
 
 __all__ = ["MIMLBoost", "label_codes"]
 
@@ -124,10 +128,12 @@ class MIMLBoost(MIMLClassifierMixin, BaseEstimator):
     ----------
     n_rounds : int, default 25
         Maximum boosting rounds.
-    gamma, C : float, default 10.0, 1.0
+    gamma, C : float or "auto", default "auto"; float, default 1.0
         RBF SVM of every round (on the scaled instances + label code). The reference value
         γ = 1 (LAMDA ``sample.m``) assumes features in a unit range; on min-max scaled Scene
         instances γ = 10 was chosen on an inner hold-out of a training part (docs/classic_part2.md).
+        "auto" re-expresses that choice relative to the data (``resolve_rbf_gamma``: 10 on
+        Scene's 15 features, smaller with more features); the ``paper`` preset uses 10.
     scale : {"minmax", "standard", None}, default "minmax"
         Instance feature scaling fitted on the training instances. Min-max keeps the label
         code (range ER = 1) on the same scale as the features, as the degeneration assumes.
@@ -158,7 +164,7 @@ class MIMLBoost(MIMLClassifierMixin, BaseEstimator):
     stop_reason_ : str
     """
 
-    def __init__(self, n_rounds: int = 25, gamma: float = 10.0, C: float = 1.0,
+    def __init__(self, n_rounds: int = 25, gamma: float | str = "auto", C: float = 1.0,
                  scale: str | None = "minmax", sample_size: int | float | None = 2000,
                  n_jobs: int | None = None, t_criterion: bool | str = "auto",
                  threshold_mode: str = "hamming", random_state: Any = None,
@@ -185,6 +191,8 @@ class MIMLBoost(MIMLClassifierMixin, BaseEstimator):
         self.scale_offset_, self.scale_factor_ = fit_scaling(bags.instances, self.scale)
         Xs = apply_scaling(bags.instances, self.scale_offset_, self.scale_factor_)
         n_inst, d = Xs.shape
+        # "auto": 10 on Scene's min-max features (d x mean variance = 0.273 there)
+        self.gamma_ = resolve_rbf_gamma(self.gamma, Xs, ref=2.73)
         N, q = Y.shape
         codes = label_codes(d, q)
         self.codes_ = codes
@@ -219,7 +227,7 @@ class MIMLBoost(MIMLClassifierMixin, BaseEstimator):
                 reason = "one-class resample"
                 break
             Z = np.hstack([Xs[rows], codes[labs][:, None]])
-            svm = SVC(kernel="rbf", gamma=self.gamma, C=self.C, cache_size=500.0)
+            svm = SVC(kernel="rbf", gamma=self.gamma_, C=self.C, cache_size=500.0)
             svm.fit(Z, yk, sample_weight=counts[chosen].astype(np.float64))
             H = _vote_matrix(svm, Xs, codes, self.n_jobs)  # (n_inst, q)
             e = np.add.reduceat((H != T_inst).astype(np.float64), starts, axis=0) / sizes[:, None]
