@@ -133,3 +133,20 @@ def test_baselines():
     good = create("pooled-linear").fit(ds.bags, ds.Y)
     assert average_precision(ds.Y, good.decision_function(ds.bags)) > average_precision(ds.Y, S)
     assert {"prior", "empty"} <= set(list_learners(family="baseline"))
+
+
+def test_paper_preset_equals_the_settings_of_the_published_scene_runs():
+    """README's Scene rows were run before the data-adaptive defaults: the paper preset must
+    give exactly those settings (scale, fixed threshold, T-criterion, RBF widths)."""
+    expect = {
+        "mimlsvm": {"scale": None, "gamma": "scale", "ratio": 0.2, "C": 1.0},
+        "mimlknn": {"scale": None, "threshold": 0.0, "n_references": 10, "n_citers": 20},
+        "mimlfast": {"scale": "standard"},
+        "mimlboost": {"scale": "minmax", "gamma": 10.0},
+        "mimlmisvm": {"scale": "standard", "gamma": 0.2},
+    }
+    for name, old in expect.items():
+        p = create(name, preset="paper").get_params()
+        assert p["threshold_mode"] == "fixed" and p["t_criterion"] is True, name
+        for k, v in old.items():
+            assert p[k] == v, (name, k, p[k])
