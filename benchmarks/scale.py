@@ -307,10 +307,13 @@ def _save(args, rows: list) -> None:
     exps = exponents(rows)
     md = [f"Parts: {', '.join(args.parts)} (run as separate concurrent streams; see the JSON "
           "for each part's command)" if args.merge else f"Parts: {', '.join(args.parts)}", ""]
-    md = [md[0] + f"; preset: `{args.preset or 'library defaults'}`; "
-          f"BLAS threads per run: {args.threads}; caps: {args.cap_s:.0f} CPU s per grid run, "
-          f"{args.cap_s_big:.0f} CPU s for the big-size / bigbag / synth16 runs, "
-          f"{args.cap_gib:.0f} GiB RSS, 1 h wall. Peak RSS = the whole process (Python, data, "
+    setting = ("preset (`paper` = fixed thresholds, one fit) and CPU caps: per stream, see "
+               "the commands below; " if args.merge else
+               f"preset: `{args.preset or 'library defaults'}`; caps: {args.cap_s:.0f} CPU s "
+               f"per grid run, {args.cap_s_big:.0f} CPU s for the big-size / bigbag / synth16 "
+               "runs; ")
+    md = [md[0] + f"; {setting}BLAS threads per run: {args.threads}; "
+          f"{args.cap_gib:.0f} GiB RSS cap, 1 h wall. Peak RSS = the whole process (Python, data, "
           "model; `getrusage` max RSS, or `/usr/bin/time -v` for the CLI runs). CPU s = user + "
           "system seconds of the process (all threads): on an idle 2-core machine wall time is "
           "between CPU s / 2 and CPU s. "
