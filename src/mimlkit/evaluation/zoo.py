@@ -285,12 +285,14 @@ def _stats_section(rows: list[dict[str, Any]], learners: list[str]) -> str:
         s = multi_dataset_summary(use, "average_precision", True)
     except Exception as exc:  # noqa: BLE001 - e.g. fewer than 2 complete datasets
         return f"\nStatistics not computed: {exc}\n"
-    ranks = s.get("average_ranks") or s.get("avg_ranks") or {}
+    ranks = s.get("avg_ranks") or {}
     lines = ["", "## Across datasets (AP): average ranks, Friedman, Nemenyi", ""]
     fr = s.get("friedman") or {}
-    lines.append(f"- datasets with every learner: {s.get('n_datasets', '?')}; "
-                 f"Friedman χ² = {fr.get('chi2', float('nan')):.2f}, "
-                 f"p = {fr.get('p_value', fr.get('p', float('nan'))):.3g}; "
+    lines.append(f"- datasets with every learner: {len(s.get('datasets', []))} "
+                 f"({', '.join(s.get('datasets', []))}); "
+                 f"Friedman χ² = {fr.get('chi2', float('nan')):.2f} "
+                 f"(p = {fr.get('p_chi2', float('nan')):.3g}), Iman–Davenport F = "
+                 f"{fr.get('f', float('nan')):.2f} (p = {fr.get('p_f', float('nan')):.3g}); "
                  f"Nemenyi CD (α = 0.05) = {s.get('cd', float('nan')):.2f}")
     lines += ["", "| learner | average rank |", "|---|---|"]
     for k, v in sorted(ranks.items(), key=lambda kv: kv[1]):

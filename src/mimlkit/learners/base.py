@@ -151,6 +151,8 @@ class MIMLClassifierMixin:
     _OOF_MAX_BAGS: int = 1000
     #: above this many, the model fitted on 80 % is kept (no refit on all bags)
     _REFIT_MAX_BAGS: int = 20000
+    #: below this many training bags the learner's own threshold is kept
+    _MIN_CALIBRATION_BAGS: int = 20
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -197,6 +199,12 @@ class MIMLClassifierMixin:
             self._set_fixed_t_criterion(Yc, tc)
             return out
         n = bags.n_bags
+        if n < self._MIN_CALIBRATION_BAGS:  # too few bags to hold any out
+            out = fit(self, X, Y)
+            self._set_fixed_t_criterion(Yc, tc)
+            self.calibration_ = {"method": f"none: fewer than {self._MIN_CALIBRATION_BAGS} "
+                                           "training bags (the learner's own threshold)"}
+            return out
         if n > self._REFIT_MAX_BAGS:
             n_hold = min(int(0.2 * n), 5000)
             perm = np.random.default_rng(self._seed()).permutation(n)
@@ -210,8 +218,10 @@ class MIMLClassifierMixin:
         n_folds = self._calibration_folds if n <= self._OOF_MAX_BAGS else 1
         folds = fold_indices(n, n_folds, self._seed())
         rows, scores = [], []
+        private = {k: v for k, v in (("checkpoint_dir", None), ("resume", False))
+                   if k in self.get_params(deep=False)}  # clones never touch checkpoints
         for tr, te in folds:
-            est = clone(self).set_params(threshold_mode="fixed")
+            est = clone(self).set_params(threshold_mode="fixed", **private)
             est.fit(bags.take(tr), Yc[tr])
             rows.append(te)
             scores.append(np.asarray(est.decision_function(bags.take(te)), dtype=np.float64))
