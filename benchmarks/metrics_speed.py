@@ -6,7 +6,8 @@ Labels are Bernoulli with a realistic density (default 0.05, i.e. ~5 labels per 
 larger multi-label sets); scores are random normals (float64 and float32) plus a tied variant
 (scores rounded to 1 decimal) to exercise the tie handling. Each mimlkit timing is the best
 of ``--repeats`` runs, and so is scikit-learn's (same treatment for both sides: a first,
-cold call is never compared with a warm best-of-3). Values are checked to agree (sklearn convention) before timings are recorded.
+cold call is never compared with a warm best-of-3). Values are checked to agree (sklearn
+convention) before timings are recorded.
 
     python benchmarks/metrics_speed.py [--n 100000] [--q 100] [--density 0.05]
 """

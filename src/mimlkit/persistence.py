@@ -11,7 +11,8 @@ Layout of a saved model ``MODEL_DIR/``::
 
 Loading checks, in order: the folder and ``config.json`` exist, the format version is known,
 no field of ``config.json`` was edited after saving (``config_sha256``: reordering
-``label_names`` would silently relabel every prediction, so it is refused), every listed file is present and its SHA-256 matches (tampering / corruption), the class
+``label_names`` would silently relabel every prediction, so it is refused), every listed
+file is present and its SHA-256 matches (tampering / corruption), the class
 resolves, and the skops file holds only trusted types (``mimlkit.``, ``sklearn.``, numpy / scipy
 data containers — arrays, dtypes, scalars, random generators, sparse matrices — and harmless
 builtins); anything else raises ``PersistenceError`` naming the type and
