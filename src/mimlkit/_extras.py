@@ -67,6 +67,10 @@ def require(extra: str, module: str, what: str | None = None) -> ModuleType:
     if extra not in EXTRAS:
         raise ValueError(f"unknown extra {extra!r}; known: {', '.join(EXTRAS)}")
     try:
+        if module.split(".")[0] == "torchvision":  # CPU torch + CUDA torchvision wheels
+            from mimlkit._compat import torchvision_ops
+
+            torchvision_ops.ensure()
         return importlib.import_module(module)
     except MissingExtraError:
         raise
