@@ -25,7 +25,7 @@ def _objective(m, X, Yt):
     A = m.transform(X)
     r = np.linalg.norm(A @ m.coef_ - m.T_, axis=1)
     e = np.linalg.norm(m.T_ - Yt, axis=1)
-    return (huber_norm(r, m.eps).sum() + 0.5 * m.reg_lambda * (m.coef_ ** 2).sum()
+    return (huber_norm(r, m.eps).sum() + 0.5 * m.reg_lambda_ * (m.coef_ ** 2).sum()
             + m.theta * huber_norm(e, m.eps).sum())
 
 

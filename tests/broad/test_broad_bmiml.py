@@ -17,9 +17,9 @@ from mimlkit.metrics import average_precision
 
 
 def _small(**kw):
-    return BMIML(awlel=AWLEL(n_enhancement=40, max_iter=4),
-                 smipr=SMIPR(n_clusters=20, max_iter=60, hidden=(16,), alpha=1.0),
-                 random_state=0, **kw)
+    kw.setdefault("awlel", AWLEL(n_enhancement=40, max_iter=4))
+    kw.setdefault("smipr", SMIPR(n_clusters=20, max_iter=60, hidden=(16,), alpha=1.0))
+    return BMIML(random_state=0, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,10 @@ def test_paper_softmax_rule_never_fires(data):
     """docs/bmiml.md: clipped scores lie in [0, 1], so a softmax entry is at most
     e / (e + K - 1) < 0.8 for K >= 2: the literal rule with tau = 0.8 gives no label."""
     Xtr, Ytr, Xte, _ = _split(*data)
-    paper = _small(decision="paper_softmax").fit(Xtr, Ytr)
+    paper = _small(decision="paper_softmax", fusion_alpha=1.0,  # the paper's settings
+                   awlel=AWLEL(n_enhancement=40, max_iter=4, reg_lambda=1e-3),
+                   smipr=SMIPR(n_clusters=20, max_iter=60, hidden=(16,), alpha=1.0,
+                               variant="max")).fit(Xtr, Ytr)
     K = Ytr.shape[1]
     S = paper.decision_function(Xte)
     assert S.max() <= np.e / (np.e + K - 1) + 1e-9
@@ -127,7 +130,7 @@ def test_estimator_contract(data):
     c = clone(est)
     assert c.get_params()["awlel__n_enhancement"] == 40
     c.set_params(awlel__reg_lambda=0.1, smipr__hidden=(8,))
-    assert c.awlel.reg_lambda == 0.1 and est.awlel.reg_lambda == 1e-3
+    assert c.awlel.reg_lambda == 0.1 and est.awlel.reg_lambda == "auto"
     c.fit(Xtr, Ytr)
     S = c.decision_function(Xte)
     c2 = pickle.loads(pickle.dumps(c))

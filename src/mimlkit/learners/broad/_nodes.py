@@ -27,7 +27,7 @@ from mimlkit.bags import Bags
 
 __all__ = [
     "POOLINGS", "compute_global_features", "sparse_bls", "orthonormal", "tribas",
-    "ridge_solve", "row_blocks", "BroadNodesMixin",
+    "ridge_solve", "loo_lambda", "row_blocks", "BroadNodesMixin",
 ]
 
 POOLINGS = ("meanmax", "mean", "max", "concat")
@@ -119,6 +119,37 @@ def ridge_solve(G: np.ndarray, R: np.ndarray, lam: float) -> np.ndarray:
             return scipy.linalg.solve(M, R, assume_a="sym", check_finite=False)
         except (np.linalg.LinAlgError, scipy.linalg.LinAlgWarning):
             return scipy.linalg.lstsq(M, R, check_finite=False)[0]
+
+
+def loo_lambda(G: np.ndarray, R: np.ndarray,
+               blocks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
+               grid: np.ndarray | None = None) -> float:
+    """Ridge λ with the smallest exact leave-one-out (PRESS) error, streamed over row blocks.
+
+    ``G = AᵀA`` and ``R = AᵀT`` are the Gram statistics a block pass accumulates anyway;
+    ``blocks()`` yields ``(A_block, T_block)`` again (one more pass, A never held whole).
+    With ``G = VΛVᵀ``, ``P = A V`` and ``Q = VᵀR``: fitted values ``F(λ) = P diag(1/(Λ+λ)) Q``,
+    hat diagonal ``h(λ) = (P∘P)(1/(Λ+λ))`` and LOO residuals ``(T − F)/(1 − h)`` (Allen's
+    PRESS). Summed over the outputs. Unlike GCV this stays reliable when the nodes outnumber
+    the rows. Default grid: the mean eigenvalue times 10^-6 … 10^2 (17 values).
+    """
+    lam_eig, V = np.linalg.eigh(np.asarray(G, dtype=np.float64))
+    lam_eig = np.clip(lam_eig, 0.0, None)
+    Q = V.T @ np.asarray(R, dtype=np.float64)
+    if grid is None:
+        grid = max(float(lam_eig.mean()), 1e-12) * np.logspace(-6, 2, 17)
+    grid = np.asarray(grid, dtype=np.float64)
+    press = np.zeros(len(grid))
+    for A, T in blocks():
+        P = np.asarray(A, dtype=np.float64) @ V
+        P2 = P * P
+        T = np.asarray(T, dtype=np.float64)
+        for i, lam in enumerate(grid):
+            inv = 1.0 / (lam_eig + lam)
+            F = P @ (Q * inv[:, None])
+            h = np.minimum(P2 @ inv, 1.0 - 1e-9)
+            press[i] += float((((T - F) / (1.0 - h)[:, None]) ** 2).sum())
+    return float(grid[int(np.argmin(press))])
 
 
 def row_blocks(n: int, block_size: int) -> Iterator[slice]:

@@ -35,6 +35,7 @@ from mimlkit.bags import check_labels
 from mimlkit.learners.base import MIMLClassifierMixin, t_criterion_predict
 from mimlkit.learners.broad._nodes import (
     BroadNodesMixin,
+    loo_lambda,
     orthonormal,
     ridge_solve,
     row_blocks,
@@ -64,9 +65,16 @@ class AWLEL(BroadNodesMixin, MIMLClassifierMixin, BaseEstimator):
         ``tribas([X̃,0.1]W_z + [Z,0.1]W_h)``, only when N1·N2 = N3; then N4 = N3).
     retarget_shrink : s_r; ``None`` = ``shrink``.
     direct_link : include the scaled input X̃ in A (Eq. 8; default True).
-    reg_lambda : λ of Eq. 26 (default 1e-3).
+    reg_lambda : λ of Eq. 26: a number (the ``paper`` preset: 1e-3), or ``'auto'`` (default)
+        = the value with the smallest exact
+        leave-one-out error of the first (unweighted, T = Y) ridge solve, on the training
+        bags only (``_nodes.loo_lambda``: one extra pass), then kept for the IRLS passes.
+        Fitted value in ``reg_lambda_``.
     theta : ϑ of Eq. 11 (default 1.0).
-    max_iter : number of W solves (Eq. 26) at most (default 10).
+    max_iter : number of W solves (Eq. 26) at most. Default 1: one ridge solve on T = Y,
+        then T = (AW + ϑY)/(1 + ϑ) (Eq. 27 with Γ = Ω = I). The paper's IRLS re-weighting
+        (``max_iter=10``, the ``paper`` preset) lowered AP on inner splits of 4 of 5 zoo
+        training parts (``benchmarks/results/select_awlel.md``).
     tol : stop when ‖ΔT‖_F / ‖T‖_F < tol (default 1e-4).
     eps : floor of the residual norms in γ and ω (default 1e-6).
     label_encoding : ``'01'`` (default, T ≈ soft labels in [0, 1]) or ``'pm1'`` (paper §II-A).
@@ -87,8 +95,8 @@ class AWLEL(BroadNodesMixin, MIMLClassifierMixin, BaseEstimator):
     def __init__(self, n_nodes_per_window: int = 10, n_windows: int = 10,
                  n_enhancement: int = 1000, n_retarget: int | None = None, shrink: float = 0.8,
                  retarget: str = "orthonormal", retarget_shrink: float | None = None,
-                 direct_link: bool = True, reg_lambda: float = 1e-3, theta: float = 1.0,
-                 max_iter: int = 10, tol: float = 1e-4, eps: float = 1e-6,
+                 direct_link: bool = True, reg_lambda: float | str = "auto",
+                 theta: float = 1.0, max_iter: int = 1, tol: float = 1e-4, eps: float = 1e-6,
                  sparse_refine: bool = True, sparse_lambda: float = 1e-3, sparse_iter: int = 50,
                  input_scaling: str = "standard", feature_activation: str = "linear",
                  pooling: Any = "meanmax", label_encoding: str = "01", block_size: int = 4096,
@@ -170,7 +178,12 @@ class AWLEL(BroadNodesMixin, MIMLClassifierMixin, BaseEstimator):
 
     def _irls(self, G: np.ndarray, Yt: np.ndarray) -> None:
         n, K = Yt.shape
-        lam, theta, eps = float(self.reg_lambda), float(self.theta), float(self.eps)
+        auto = isinstance(self.reg_lambda, str)
+        if auto and self.reg_lambda != "auto":
+            raise ValueError(f"reg_lambda must be a positive number or 'auto', "
+                             f"got {self.reg_lambda!r}")
+        lam = 1.0 if auto else float(self.reg_lambda)
+        theta, eps = float(self.theta), float(self.eps)
         if lam <= 0 or theta < 0 or eps <= 0:
             raise ValueError("reg_lambda and eps must be > 0 and theta >= 0")
         dt = self.window_weights_.dtype
@@ -210,14 +223,23 @@ class AWLEL(BroadNodesMixin, MIMLClassifierMixin, BaseEstimator):
                     else:
                         Gm += BtB
                         R += BtT
+            if auto and n_solves == 1 and W is not None:
+                # λ was chosen for the squared loss (Γ = I); the IRLS passes weight rows by
+                # γ_i = 1/‖r_i‖, so λ is rescaled once by mean(γ) (same ridge strength
+                # relative to the data term) and then fixed: F stays monotone from here on
+                lam *= float(gamma.mean())
             if W is not None:
                 history.append(obj + 0.5 * lam * float((W * W).sum()))
             converged = W is not None and np.sqrt(dT2) <= self.tol * max(np.linalg.norm(T), 1e-12)
             if not do_solve or converged:  # T has been updated with the final W
                 break
+            if auto and n_solves == 0:  # Γ = I, T = Y: plain ridge, λ by exact LOO
+                lam = loo_lambda(Gm, R, lambda: ((self._node_block(G[sl]), T[sl])
+                                                 for sl in row_blocks(n, self.block_size)))
             W = ridge_solve(Gm, R, lam)
             n_solves += 1
         self.coef_ = W
+        self.reg_lambda_ = lam
         self.T_ = T
         self.gamma_ = gamma
         self.omega_ = omega

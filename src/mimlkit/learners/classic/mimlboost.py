@@ -134,6 +134,15 @@ class MIMLBoost(MIMLClassifierMixin, BaseEstimator):
         instances γ = 10 was chosen on an inner hold-out of a training part (docs/classic_part2.md).
         "auto" re-expresses that choice relative to the data (``resolve_rbf_gamma``: 10 on
         Scene's 15 features, smaller with more features); the ``paper`` preset uses 10.
+    code_scale : "auto", "paper" or float, default "auto"
+        Spacing of the label codes appended by the degeneration. "paper" = AIJ Eq. 5 (codes
+        spread over [0, ER]): with q labels adjacent codes are ER/(q-1) apart, which the RBF
+        kernel cannot tell apart once q is more than a handful (yeast, 14 labels: AP below the
+        label prior). A float κ in (0, 1) spaces the codes so that the kernel factor between
+        adjacent labels is κ (``exp(-γ δ²) = κ``); "auto" = 0.5 (neighbouring labels share
+        some evidence, labels three apart almost none; chosen on inner splits of the zoo
+        training parts over "paper" and 0.01, ``benchmarks/results/select_mimlboost.md``).
+        The ``paper`` preset uses "paper".
     scale : {"minmax", "standard", None}, default "minmax"
         Instance feature scaling fitted on the training instances. Min-max keeps the label
         code (range ER = 1) on the same scale as the features, as the degeneration assumes.
@@ -165,6 +174,7 @@ class MIMLBoost(MIMLClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, n_rounds: int = 25, gamma: float | str = "auto", C: float = 1.0,
+                 code_scale: float | str = "auto",
                  scale: str | None = "minmax", sample_size: int | float | None = 2000,
                  n_jobs: int | None = None, t_criterion: bool | str = "auto",
                  threshold_mode: str = "hamming", random_state: Any = None,
@@ -172,6 +182,7 @@ class MIMLBoost(MIMLClassifierMixin, BaseEstimator):
         self.n_rounds = n_rounds
         self.gamma = gamma
         self.C = C
+        self.code_scale = code_scale
         self.scale = scale
         self.sample_size = sample_size
         self.n_jobs = n_jobs
@@ -179,6 +190,19 @@ class MIMLBoost(MIMLClassifierMixin, BaseEstimator):
         self.threshold_mode = threshold_mode
         self.random_state = random_state
         self.verbose = verbose
+
+    def _codes(self, d: int, q: int) -> np.ndarray:
+        """Label codes: the paper's (``label_codes``), or spaced so that the RBF kernel factor
+        between adjacent labels is κ: ``exp(-γ δ²) = κ`` (``"auto"``: κ = 0.01)."""
+        cs = self.code_scale
+        if cs == "paper":
+            return label_codes(d, q)
+        kappa = 0.5 if cs == "auto" else cs
+        if isinstance(kappa, str) or not 0.0 < float(kappa) < 1.0:
+            raise ValueError(f"code_scale must be 'auto', 'paper' or a kernel factor in (0, 1), "
+                             f"got {cs!r}")
+        delta = np.sqrt(-np.log(float(kappa)) / self.gamma_)
+        return delta * np.arange(q, dtype=np.float64)
 
     def fit(self, X: Any, Y: Any) -> MIMLBoost:
         from tqdm.auto import tqdm
@@ -194,7 +218,7 @@ class MIMLBoost(MIMLClassifierMixin, BaseEstimator):
         # "auto": 10 on Scene's min-max features (d x mean variance = 0.273 there)
         self.gamma_ = resolve_rbf_gamma(self.gamma, Xs, ref=2.73)
         N, q = Y.shape
-        codes = label_codes(d, q)
+        codes = self._codes(d, q)
         self.codes_ = codes
         sizes = bags.sizes
         starts = bags.offsets[:-1]

@@ -1,0 +1,191 @@
+"""Choose a learner's default among candidate settings on inner splits of training parts only.
+
+For every zoo dataset (``mimlkit.evaluation.zoo.zoo_datasets``: the official training file,
+or the training 2/3 of the zoo's seeded split) the **training part** is split again
+(``--inner`` random 2/3–1/3 splits, seeds 101, 102, ...); each candidate is fitted on the
+inner-train bags and scored on the inner-validation bags. The zoo's test parts are never
+touched. The candidate with the best mean rank (AP, ties averaged) across datasets wins;
+ties in rank go to the earlier (simpler) candidate.
+
+    python benchmarks/select_defaults.py --learner bmiml
+    python benchmarks/select_defaults.py --learner awlel --only emotions msrc_v2-tiles64
+
+Writes ``benchmarks/results/select_<learner>.json`` + ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_results  # noqa: E402
+
+# candidate settings per learner: name -> constructor parameters. The first is the current
+# default. Thresholds are irrelevant to AP, so every candidate runs with fixed thresholds.
+CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
+    "bmiml": {  # awlel__* / smipr__* build the sub-learner with those parameters
+        "AWLEL lambda=1e-3, g only": {"awlel__reg_lambda": 1e-3, "awlel__max_iter": 10},
+        "AWLEL lambda=auto, g only": {"awlel__reg_lambda": "auto", "awlel__max_iter": 10},
+        "AWLEL auto one solve, g only": {"awlel__reg_lambda": "auto", "awlel__max_iter": 1},
+        "AWLEL lambda=auto, fusion 0.5": {"awlel__reg_lambda": "auto", "awlel__max_iter": 10,
+                                          "fusion_alpha": 0.5},
+        "AWLEL auto one solve, fusion 0.5": {"awlel__reg_lambda": "auto",
+                                             "awlel__max_iter": 1, "fusion_alpha": 0.5},
+        "AWLEL auto one solve, fusion 0.5, SMIPR average": {
+            "awlel__reg_lambda": "auto", "awlel__max_iter": 1, "fusion_alpha": 0.5,
+            "smipr__variant": "average"},
+        "AWLEL auto one solve, fusion 0.25, SMIPR average": {
+            "awlel__reg_lambda": "auto", "awlel__max_iter": 1, "fusion_alpha": 0.25,
+            "smipr__variant": "average"},
+        "AWLEL auto one solve, fusion 0.75, SMIPR average": {
+            "awlel__reg_lambda": "auto", "awlel__max_iter": 1, "fusion_alpha": 0.75,
+            "smipr__variant": "average"},
+    },
+    "awlel": {
+        "lambda=1e-3": {"reg_lambda": 1e-3},
+        "lambda=auto": {"reg_lambda": "auto"},
+        "lambda=auto, one solve (no IRLS re-weighting)": {"reg_lambda": "auto", "max_iter": 1},
+    },
+    "mimlboost": {
+        "paper codes (AIJ Eq. 5)": {"code_scale": "paper"},
+        "adjacent-label kernel 0.5": {"code_scale": 0.5},
+        "adjacent-label kernel 0.01": {"code_scale": 0.01},
+    },
+    "mimlfast": {
+        "defaults (Scene-era)": {},
+        "per-feature standardisation": {"scale": "standard"},
+        "lr 0.02": {"lr": 0.02},
+        "one sub-concept": {"n_subconcepts": 1},
+    },
+    "transmil": {
+        "lr 3e-3, 15 epochs": {},
+        "lr 1e-3, 15 epochs": {"lr": 1e-3},
+        "lr 3e-4, 30 epochs": {"lr": 3e-4, "max_epochs": 30},
+    },
+    "smipr": {
+        "max Hausdorff": {"variant": "max"},
+        "average Hausdorff": {"variant": "average"},
+    },
+}
+DEFAULT_DATASETS = ["scene", "emotions", "yeast", "msrc_v2-tiles64", "stress-scales"]
+
+
+def _resolve(params: dict[str, Any]) -> dict[str, Any]:
+    """``sub__param`` entries -> a sub-learner (``create(sub, param=...)``) under ``sub``."""
+    from mimlkit.registry import create
+
+    out: dict[str, Any] = {}
+    subs: dict[str, dict[str, Any]] = {}
+    for k, v in params.items():
+        if "__" in k:
+            sub, name = k.split("__", 1)
+            subs.setdefault(sub, {})[name] = v
+        else:
+            out[k] = v
+    for sub, kw in subs.items():
+        out[sub] = create(sub, **kw)
+    return out
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Rank 1 = best (highest) per row, ties averaged."""
+    from scipy.stats import rankdata
+
+    return np.vstack([rankdata(-row, method="average") for row in values])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--learner", required=True, choices=sorted(CANDIDATES))
+    ap.add_argument("--only", nargs="*", default=DEFAULT_DATASETS)
+    ap.add_argument("--inner", type=int, default=1, help="inner splits per dataset")
+    ap.add_argument("--max-train", type=int, default=1200,
+                    help="subsample the training part to at most this many bags (speed)")
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--candidates", nargs="*", default=None,
+                    help="run only these candidate names (default: all)")
+    ap.add_argument("--reference", nargs="*", default=["pooled-linear"],
+                    help="learners scored on the same inner splits for comparison (defaults; "
+                    "not candidates)")
+    ap.add_argument("--name", default=None, help="results name (default select_<learner>)")
+    args = ap.parse_args()
+
+    from mimlkit.evaluation.zoo import zoo_datasets
+    from mimlkit.metrics import average_precision
+    from mimlkit.registry import create
+
+    cands = CANDIDATES[args.learner]
+    if args.candidates:
+        unknown = set(args.candidates) - set(cands)
+        if unknown:
+            raise SystemExit(f"unknown candidates: {sorted(unknown)}")
+        cands = {k: v for k, v in cands.items() if k in args.candidates}
+    names = list(cands)
+    refs: dict[str, list[float]] = {}
+    rows: list[dict[str, Any]] = []
+    table: dict[str, list[float]] = {}
+    for dname, ds, split, note in zoo_datasets(args.data, only=args.only, stress=True):
+        if ds is None:
+            print(f"{dname}: {note}", flush=True)
+            continue
+        train = np.asarray(split.train_idx)
+        scores = np.zeros((args.inner, len(names)))
+        for s in range(args.inner):
+            rng = np.random.default_rng(101 + s)
+            idx = rng.permutation(train)[: args.max_train]
+            cut = int(round(2 * len(idx) / 3))
+            tr, va = np.sort(idx[:cut]), np.sort(idx[cut:])
+            btr, bva = ds.bags.take(tr), ds.bags.take(va)
+            for j, cname in enumerate(names):
+                est = create(args.learner, random_state=0, threshold_mode="fixed",
+                             **_resolve(cands[cname]))
+                t0 = time.perf_counter()
+                est.fit(btr, ds.Y[tr])
+                fit_s = time.perf_counter() - t0
+                ap_ = float(average_precision(ds.Y[va], est.decision_function(bva)))
+                scores[s, j] = ap_
+                rows.append({"dataset": dname, "inner_split": s, "candidate": cname,
+                             "average_precision": ap_, "fit_seconds": fit_s,
+                             "n_train": len(tr), "n_validation": len(va)})
+                print(f"{dname} inner {s} {cname}: AP {ap_:.4f} ({fit_s:.1f} s)", flush=True)
+            for ref in args.reference:
+                est = create(ref, random_state=0, threshold_mode="fixed").fit(btr, ds.Y[tr])
+                ap_ = float(average_precision(ds.Y[va], est.decision_function(bva)))
+                refs.setdefault(ref, []).append(ap_)
+                rows.append({"dataset": dname, "inner_split": s, "reference": ref,
+                             "average_precision": ap_})
+        table[dname] = list(scores.mean(axis=0))
+    if not table:
+        raise SystemExit("no dataset found")
+    M = np.array([table[d] for d in table])
+    mean_rank = _ranks(M).mean(axis=0)
+    best = names[int(np.flatnonzero(mean_rank == mean_rank.min())[0])]
+    lines = [f"Inner splits of the training parts only ({args.inner} per dataset, training "
+             f"part subsampled to ≤ {args.max_train} bags); AP on the inner validation bags.",
+             "", "| candidate | " + " | ".join(table) + " | mean rank |",
+             "|---|" + "---|" * (len(table) + 1)]
+    for j, c in enumerate(names):
+        cells = " | ".join(f"{table[d][j]:.3f}" for d in table)
+        lines.append(f"| {c} `{cands[c]}` | {cells} | {mean_rank[j]:.2f} |")
+    for ref in args.reference:
+        vals = [np.mean([r["average_precision"] for r in rows if r.get("reference") == ref
+                         and r["dataset"] == d]) for d in table]
+        lines.append(f"| *reference: {ref} (defaults)* | "
+                     + " | ".join(f"{v:.3f}" for v in vals) + " | — |")
+    lines += ["", f"Selected: **{best}** `{cands[best]}`"]
+    write_results(args.name or f"select_{args.learner}",
+                  {"learner": args.learner, "candidates": cands, "rows": rows,
+                   "mean_rank": dict(zip(names, map(float, mean_rank))), "selected": best},
+                  "\n".join(lines) + "\n",
+                  title=f"Default selection for {args.learner} (inner splits only)")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
