@@ -24,6 +24,8 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from mimlkit.cli_models import MEMORY_BUDGET_OPT  # typer + stdlib only
+
 __all__ = ["app", "main", "parse_param", "parse_params", "PROTOCOL_HELP"]
 
 _HELP_NAMES = {"help_option_names": ["-h", "--help"]}
@@ -416,16 +418,19 @@ def evaluate_cmd(
                                      "of --data, score on this (replaces --protocol)."),
     resume: bool = typer.Option(False, "--resume", help="Record finished (learner, split) "
                                 "jobs in OUT.jobs.jsonl as they end and skip them on a rerun."),
+    memory_budget_mb: float | None = MEMORY_BUDGET_OPT,
 ) -> None:
     """Evaluate learners on a dataset under a protocol; write results JSON + markdown."""
+    from mimlkit.cli_models import apply_memory_budget
     from mimlkit.evaluation.bench import run_evaluation
 
     backend = _check_backend(backend, scheduler)
     protocol = normalise_protocol(protocol) or "holdout"
     learners = [x.lower() for x in learner]
+    per = parse_params(param, learners)
+    apply_memory_budget(per, memory_budget_mb)  # every learner must have the parameter
     ds = _load_dataset(data, labels_xml, option)
     ds_test = _load_dataset(test, labels_xml, option) if test is not None else None
-    per = parse_params(param, learners)
     result, env = run_evaluation(
         ds, learners, per, protocol=protocol, train_size=train_size,
         metrics=[m.strip() for m in metrics.split(",")] if metrics else None,

@@ -20,13 +20,19 @@ import typer
 
 __all__ = ["fit_cmd", "predict_cmd", "parse_data_options", "data_option_keys",
            "check_unique_bag_ids", "check_device", "check_scheduler_reachable",
-           "decision_rule", "seed_everything"]
+           "decision_rule", "seed_everything", "apply_memory_budget", "MEMORY_BUDGET_OPT"]
 
 _LABELS_XML = typer.Option(None, "--labels-xml", help="Mulan XML label header (default: next "
                            "to the ARFF, found by dataset stem).")
 _DATA_OPTS = typer.Option(None, "--option", "-o", help="Extra reader option KEY=VALUE "
                           "(e.g. label_column=Finding Labels, sep=|, tile=32, stride=16, "
                           "image_dir=DIR, no_finding=None); repeatable.")
+MEMORY_BUDGET_OPT = typer.Option(
+    None, "--memory-budget-mb", metavar="MB",
+    help="Working-memory budget in MB (a number > 0) of the learner's distance engine and "
+         "row-blocked steps: sets its memory_budget_mb parameter (the Hausdorff learners "
+         "mimlknn, mimlsvm, mimlnn, mimlrbf, and others that have one, e.g. smipr); a "
+         "learner without that parameter is refused.")
 
 #: ``-o`` aliases (what the help and the docs show) -> ``load_dataset`` keyword
 _OPTION_ALIASES = {"sep": "separator", "label-column": "label_column",
@@ -130,6 +136,32 @@ def check_scheduler_reachable(address: str, timeout: float = 5.0) -> None:
                               "cluster") from None
 
 
+# ----------------------------------------------------------------------------- memory budget
+def apply_memory_budget(params: dict[str, dict[str, Any]], budget: float | None) -> None:
+    """``--memory-budget-mb MB``: set ``memory_budget_mb=MB`` in each learner's parameter
+    dict (``{name: params}``, updated in place). Refused (``ValueError``, one line) when
+    ``MB`` is not > 0, when a learner has no ``memory_budget_mb`` parameter (naming it) or
+    when ``--param memory_budget_mb=...`` gives another value."""
+    if budget is None:
+        return
+    import math
+
+    from mimlkit.registry import create
+
+    if not (math.isfinite(budget) and budget > 0):
+        raise ValueError(f"--memory-budget-mb must be a number of MB > 0, got {budget:g}")
+    for name, kw in params.items():
+        if "memory_budget_mb" not in create(name).get_params(deep=False):
+            raise ValueError(f"--memory-budget-mb: learner {name} has no memory_budget_mb "
+                             "parameter (its memory is not budgeted); leave the option out "
+                             "for it")
+        given = kw.get("memory_budget_mb")
+        if given is not None and given != budget:
+            raise ValueError(f"--memory-budget-mb {budget:g} and --param "
+                             f"memory_budget_mb={given} disagree for {name}; give one")
+        kw["memory_budget_mb"] = budget
+
+
 # ----------------------------------------------------------------------------- seeds / rules
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, numpy's global generator and torch (when imported)."""
@@ -192,6 +224,7 @@ def fit_cmd(
     preset: str = typer.Option("default", "--preset", help="Learner settings: default "
                                "(data-chosen scaling and thresholds) | paper (the paper's "
                                "literal settings)."),
+    memory_budget_mb: float | None = MEMORY_BUDGET_OPT,
 ) -> None:
     """Fit a learner on a whole dataset and save it with its input pipeline."""
     import time
@@ -210,9 +243,10 @@ def fit_cmd(
 
     name = learner.lower()
     spec = learner_spec(name)
-    ds = _load_dataset(data, labels_xml, option)
     params = parse_params(param, [name])[name]
+    apply_memory_budget({name: params}, memory_budget_mb)  # refused before the data load
     check_device(params.get("device"), "--param device=")
+    ds = _load_dataset(data, labels_xml, option)
     est = create(name, preset=_check_preset(preset), **params)
     if seed is not None:
         if "random_state" in est.get_params(deep=False) and "random_state" not in params:

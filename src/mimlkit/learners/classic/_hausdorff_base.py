@@ -86,7 +86,8 @@ def ridge_loo(Phi: np.ndarray, T: np.ndarray, lambdas: np.ndarray | None = None
 class HausdorffLearnerMixin(MIMLClassifierMixin):
     """Adds ``_fit_bags`` / ``_transform_bags`` (scaling) and distance helpers.
 
-    Expects the parameters ``variant``, ``scale`` and ``n_jobs`` on the learner.
+    Expects the parameters ``variant``, ``scale``, ``n_jobs`` and ``memory_budget_mb`` (MB
+    of working memory for the distance engine and the row-blocked steps) on the learner.
     """
 
     decision_threshold = 0.0  # ±1 targets
@@ -112,7 +113,11 @@ class HausdorffLearnerMixin(MIMLClassifierMixin):
         """Working-memory budget of the distance engine and of the row-blocked steps
         (the learner's ``memory_budget_mb`` when it has one, else 256 MB)."""
         budget = getattr(self, "memory_budget_mb", None)
-        return 256.0 if budget is None else float(budget)
+        if budget is None:
+            return 256.0
+        if isinstance(budget, bool) or not float(budget) > 0:
+            raise ValueError(f"memory_budget_mb must be a positive number of MB, got {budget!r}")
+        return float(budget)
 
     def _dist(self, A: Bags, B: Bags | None = None, dtype: Any = np.float64,
               square_bytes: float | None = None) -> np.ndarray:

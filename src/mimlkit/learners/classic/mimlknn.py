@@ -59,6 +59,12 @@ class MIMLkNN(HausdorffLearnerMixin, BaseEstimator):
     fit_intercept : bool, default False
         Add a constant input to the output layer (not in the reference formulation).
     variant, scale, t_criterion, threshold_mode, n_jobs : as in ``MIMLSVM``.
+    memory_budget_mb : float, default 256
+        Working memory, in MB, that the Hausdorff distance engine (which blocks within and
+        across bags by it) and the learner's own row-blocked steps may use per block: the
+        k-th-neighbour radii, the reference / citer masks (n x n in row blocks) and the test
+        bags' distances to the training bags (scored in chunks of test bags). Only the
+        n x n float32 training distance matrix is held whole. Results do not depend on it.
     random_state : unused (deterministic); kept for a uniform interface.
 
     Attributes
@@ -72,7 +78,7 @@ class MIMLkNN(HausdorffLearnerMixin, BaseEstimator):
                  threshold: float = 0.0, fit_intercept: bool = False, variant: str = "max",
                  scale: str | None = "auto", t_criterion: bool | str = "auto",
                  threshold_mode: str = "hamming", random_state: Any = None,
-                 n_jobs: int | None = None) -> None:
+                 n_jobs: int | None = None, memory_budget_mb: float = 256) -> None:
         self.n_references = n_references
         self.n_citers = n_citers
         self.citers = citers
@@ -84,6 +90,7 @@ class MIMLkNN(HausdorffLearnerMixin, BaseEstimator):
         self.threshold_mode = threshold_mode
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.memory_budget_mb = memory_budget_mb
 
     # ---------------------------------------------------------------- helpers
     def _counts(self, D: np.ndarray, radius: np.ndarray, loo: bool) -> np.ndarray:

@@ -48,6 +48,10 @@ class MIMLNN(HausdorffLearnerMixin, BaseEstimator):
         Append a constant input (the bias column of the spec).
     variant, kmedoids, scale, t_criterion, threshold_mode, random_state, n_jobs : as in
         ``MIMLSVM``.
+    memory_budget_mb : float, default 256
+        Working memory, in MB, that the Hausdorff distance engine (which blocks within and
+        across bags by it) may use per block. The n x n float32 training distances (for
+        k-medoids) and the n x k embedding are held whole. Results do not depend on it.
 
     Attributes
     ----------
@@ -59,7 +63,7 @@ class MIMLNN(HausdorffLearnerMixin, BaseEstimator):
                  variant: str = "max", kmedoids: str = "fasterpam", scale: str | None = "auto",
                  t_criterion: bool | str = "auto", threshold_mode: str = "hamming",
                  random_state: Any = None,
-                 n_jobs: int | None = None) -> None:
+                 n_jobs: int | None = None, memory_budget_mb: float = 256) -> None:
         self.ratio = ratio
         self.reg_lambda = reg_lambda
         self.fit_intercept = fit_intercept
@@ -70,6 +74,7 @@ class MIMLNN(HausdorffLearnerMixin, BaseEstimator):
         self.threshold_mode = threshold_mode
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.memory_budget_mb = memory_budget_mb
 
     def _design(self, Phi: np.ndarray) -> np.ndarray:
         return np.hstack([Phi, np.ones((Phi.shape[0], 1))]) if self.fit_intercept else Phi

@@ -49,6 +49,11 @@ class MIMLRBF(HausdorffLearnerMixin, BaseEstimator):
         0 = SVD pseudo-inverse (the reference formulation); > 0 = ridge by Cholesky.
     variant, kmedoids, scale, t_criterion, threshold_mode, random_state, n_jobs : as in
         ``MIMLSVM``.
+    memory_budget_mb : float, default 256
+        Working memory, in MB, that the Hausdorff distance engine (which blocks within and
+        across bags by it) may use per block. The n x n float32 training distances (for
+        the per-label k-medoids) and the n x M centre distances are held whole. Results do
+        not depend on it.
 
     Attributes
     ----------
@@ -60,7 +65,7 @@ class MIMLRBF(HausdorffLearnerMixin, BaseEstimator):
                  reg_lambda: float = 0.0, variant: str = "max", kmedoids: str = "fasterpam",
                  scale: str | None = "auto", t_criterion: bool | str = "auto",
                  threshold_mode: str = "hamming", random_state: Any = None,
-                 n_jobs: int | None = None) -> None:
+                 n_jobs: int | None = None, memory_budget_mb: float = 256) -> None:
         self.ratio = ratio
         self.mu = mu
         self.sigma = sigma
@@ -72,6 +77,7 @@ class MIMLRBF(HausdorffLearnerMixin, BaseEstimator):
         self.threshold_mode = threshold_mode
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.memory_budget_mb = memory_budget_mb
 
     def _basis(self, Dc: np.ndarray) -> np.ndarray:
         Phi = np.exp(-(Dc**2) / (2.0 * self.sigma_[None, :] ** 2))

@@ -103,6 +103,13 @@ class MIMLSVM(HausdorffLearnerMixin, BaseEstimator):
         Seeds k-medoids.
     n_jobs : int or None
         Threads of the distance engine.
+    memory_budget_mb : float, default 256
+        Working memory, in MB, that the Hausdorff distance engine
+        (``mimlkit.distances.hausdorff``, which blocks within and across bags by it) and the
+        learner's own row-blocked n x n / n x k steps may use per block (test-to-training
+        kernel rows here). It bounds the temporaries, not the arrays the method needs whole:
+        the n x n float32 training distances and the n x n float64 RBF Gram matrix of the
+        SVMs. Results do not depend on it.
 
     Attributes
     ----------
@@ -117,7 +124,7 @@ class MIMLSVM(HausdorffLearnerMixin, BaseEstimator):
                  variant: str = "max", kmedoids: str = "fasterpam", scale: str | None = "auto",
                  class_weight: Any = None, t_criterion: bool | str = "auto",
                  threshold_mode: str = "hamming", random_state: Any = None,
-                 n_jobs: int | None = None) -> None:
+                 n_jobs: int | None = None, memory_budget_mb: float = 256) -> None:
         self.ratio = ratio
         self.gamma = gamma
         self.C = C
@@ -129,6 +136,7 @@ class MIMLSVM(HausdorffLearnerMixin, BaseEstimator):
         self.threshold_mode = threshold_mode
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.memory_budget_mb = memory_budget_mb
 
     def fit(self, X: Any, Y: Any) -> MIMLSVM:
         bags, Y = self._fit_bags(X, Y)
