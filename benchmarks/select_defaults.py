@@ -58,10 +58,23 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
         "adjacent-label kernel 0.01": {"code_scale": 0.01},
     },
     "mimlfast": {
-        "defaults (Scene-era)": {},
-        "per-feature standardisation": {"scale": "standard"},
-        "lr 0.02": {"lr": 0.02},
-        "one sub-concept": {"n_subconcepts": 1},
+        "defaults (Scene-era)": {"bias": None, "scale": "auto"},
+        "per-feature standardisation": {"bias": None, "scale": "standard"},
+        "lr 0.02": {"bias": None, "lr": 0.02},
+        "one sub-concept": {"bias": None, "n_subconcepts": 1},
+        "standardisation, lr 1e-3, 100 epochs": {"bias": None, "scale": "standard",
+                                                 "lr": 1e-3, "n_epochs": 100},
+        "standardisation, norm bound 3": {"bias": None, "scale": "standard", "norm_up": 3.0},
+        "standardisation, norm bound 1": {"bias": None, "scale": "standard", "norm_up": 1.0},
+        "no bias column (paper model)": {"bias": None},
+        "bias column": {"bias": 1.0},
+        "bias column, standardisation": {"bias": 1.0, "scale": "standard"},
+        "standardisation, norm bound 1, bias": {"bias": 1.0, "scale": "standard",
+                                                "norm_up": 1.0},
+        "standardisation, norm bound 1, 80 epochs": {"bias": None, "scale": "standard",
+                                                     "norm_up": 1.0, "n_epochs": 80},
+        "standardisation, norm bound 0.5": {"bias": None, "scale": "standard",
+                                            "norm_up": 0.5},
     },
     "transmil": {
         "lr 3e-3, 15 epochs": {},
@@ -91,6 +104,13 @@ def _resolve(params: dict[str, Any]) -> dict[str, Any]:
     for sub, kw in subs.items():
         out[sub] = create(sub, **kw)
     return out
+
+
+def _quiet(est: Any) -> None:
+    """Seed 0 and fixed thresholds (AP does not depend on them), where the learner has them."""
+    names = est.get_params(deep=False)
+    est.set_params(**{k: v for k, v in (("random_state", 0), ("threshold_mode", "fixed"))
+                      if k in names})
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -143,8 +163,8 @@ def main() -> None:
             tr, va = np.sort(idx[:cut]), np.sort(idx[cut:])
             btr, bva = ds.bags.take(tr), ds.bags.take(va)
             for j, cname in enumerate(names):
-                est = create(args.learner, random_state=0, threshold_mode="fixed",
-                             **_resolve(cands[cname]))
+                est = create(args.learner, **_resolve(cands[cname]))
+                _quiet(est)
                 t0 = time.perf_counter()
                 est.fit(btr, ds.Y[tr])
                 fit_s = time.perf_counter() - t0
@@ -155,7 +175,9 @@ def main() -> None:
                              "n_train": len(tr), "n_validation": len(va)})
                 print(f"{dname} inner {s} {cname}: AP {ap_:.4f} ({fit_s:.1f} s)", flush=True)
             for ref in args.reference:
-                est = create(ref, random_state=0, threshold_mode="fixed").fit(btr, ds.Y[tr])
+                est = create(ref)
+                _quiet(est)
+                est.fit(btr, ds.Y[tr])
                 ap_ = float(average_precision(ds.Y[va], est.decision_function(bva)))
                 refs.setdefault(ref, []).append(ap_)
                 rows.append({"dataset": dname, "inner_split": s, "reference": ref,

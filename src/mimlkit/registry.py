@@ -126,7 +126,7 @@ PRESETS["paper"].update({
     "mimlknn": {"scale": None, **_FIXED},
     "mimlnn": {"scale": None, **_FIXED},
     "mimlrbf": {"scale": None, **_FIXED},
-    "mimlfast": {"scale": "standard", **_FIXED},
+    "mimlfast": {"scale": "standard", "norm_up": 10.0, "bias": None, **_FIXED},
     "mimlboost": {"gamma": 10.0, "code_scale": "paper", **_FIXED},
     "mimlmisvm": {"gamma": 0.2, **_FIXED},
     "deepmiml": _FIXED,
