@@ -265,7 +265,9 @@ _LABELS_XML = typer.Option(None, "--labels-xml", help="Mulan XML label header (d
                            "to the ARFF, found by dataset stem).")
 _DATA_OPTS = typer.Option(None, "--option", "-o", help="Extra reader option KEY=VALUE "
                           "(e.g. label_column=Finding Labels, sep=|, tile=32, stride=16, "
-                          "image_dir=DIR, no_finding=None); repeatable.")
+                          "image_dir=DIR, no_finding=None; regions=true for one instance per "
+                          "ground-truth segment region, with min_region_pixels=N and "
+                          "segmentation_dir=DIR); repeatable.")
 
 
 @datasets_app.command("info")

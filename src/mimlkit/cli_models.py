@@ -26,7 +26,9 @@ _LABELS_XML = typer.Option(None, "--labels-xml", help="Mulan XML label header (d
                            "to the ARFF, found by dataset stem).")
 _DATA_OPTS = typer.Option(None, "--option", "-o", help="Extra reader option KEY=VALUE "
                           "(e.g. label_column=Finding Labels, sep=|, tile=32, stride=16, "
-                          "image_dir=DIR, no_finding=None); repeatable.")
+                          "image_dir=DIR, no_finding=None; regions=true for one instance per "
+                          "ground-truth segment region, with min_region_pixels=N and "
+                          "segmentation_dir=DIR); repeatable.")
 MEMORY_BUDGET_OPT = typer.Option(
     None, "--memory-budget-mb", metavar="MB",
     help="Working-memory budget in MB (a number > 0) of the learner's distance engine and "
@@ -37,9 +39,10 @@ MEMORY_BUDGET_OPT = typer.Option(
 #: ``-o`` aliases (what the help and the docs show) -> ``load_dataset`` keyword
 _OPTION_ALIASES = {"sep": "separator", "label-column": "label_column",
                    "image-column": "image_column", "group-column": "group_column",
-                   "image-dir": "image_dir", "no-finding": "no_finding"}
+                   "image-dir": "image_dir", "no-finding": "no_finding",
+                   "segmentation-dir": "segmentation_dir"}
 _TEXT_OPTIONS = ("label_column", "image_column", "group_column", "separator", "no_finding",
-                 "image_dir")
+                 "image_dir", "segmentation_dir")
 
 
 # ----------------------------------------------------------------------------- reader options

@@ -12,7 +12,10 @@
 - a directory holding ``labels.csv`` -> the same, image folder inside that directory.
 
 With ``tile=`` an image dataset is cut into tiles (``TileBagger``) and described with the
-hand-crafted colour/texture features, so bag learners can run on it.
+hand-crafted colour/texture features, so bag learners can run on it. With ``regions=True``
+each image's ground-truth segmentation (MSRC v2 ``newsegmentations_mats``) gives the
+instances instead: one per connected segment region, with the same descriptor computed over
+the region's pixels (``mimlkit.datasets.regions``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from mimlkit.datasets.arff_mulan import load_mulan_arff
 from mimlkit.datasets.base import ImageSet, MIMLDataset, take
 from mimlkit.datasets.images import load_image_csv
 from mimlkit.datasets.npz import load_npz, save_npz
+from mimlkit.datasets.regions import extract_region_features
 from mimlkit.datasets.synthetic import make_miml_bags, make_miml_images
 from mimlkit.datasets.tiling import TileBagger
 
@@ -43,6 +47,7 @@ __all__ = [
     "make_miml_images",
     "TileBagger",
     "extract_tile_features",
+    "extract_region_features",
     "BUILTIN_DATASETS",
 ]
 
@@ -86,6 +91,9 @@ def load_dataset(
     border: str = "drop",
     foreground: float | None = None,
     min_foreground: float = 0.5,
+    regions: bool = False,
+    min_region_pixels: int = 100,
+    segmentation_dir: str | Path | None = None,
     random_state: int = 0,
     missing: str = "error",
     keep_ids: bool = False,
@@ -97,12 +105,27 @@ def load_dataset(
     ``image_column``, ``label_column``, ``separator``, ``no_finding`` (default
     ``"No Finding"``) and ``group_column`` to image CSVs. ``tile`` (+ ``stride``, ``border``,
     ``foreground``, ``min_foreground``) turns an image dataset into tile bags with
-    hand-crafted features. ``random_state`` seeds the built-in synthetic datasets.
+    hand-crafted features. ``regions=True`` instead makes one instance per ground-truth
+    region of each image: the connected (8-neighbour) regions of the labelled segments in
+    the image's segmentation file (``<image stem>_GT.mat``, MSRC v2 ``newseg`` /
+    ``newlabels``) under ``segmentation_dir`` (default: ``newsegmentations_mats`` or
+    ``segmentations`` next to the label CSV); void (unlabelled) pixels are excluded, regions
+    under ``min_region_pixels`` pixels dropped, and each region is described by the same
+    colour/texture descriptor as a tile, over its pixels; ``bags.instance_meta`` holds each
+    region's ``bbox``, ``centroid``, ``area``, ``segment_id`` and ``class_id``
+    (``mimlkit.datasets.regions``). ``tile`` and ``regions`` exclude each other.
+    ``random_state`` seeds the built-in synthetic datasets.
     ``missing`` (``"error"`` | ``"mean"`` | ``"zero"``) and ``keep_ids`` apply to ARFF: what
     a ``?`` feature value does, and whether string/date and id-like nominal attributes are
     kept (default: dropped with a warning naming them).
     """
     key = str(path).strip().lower()
+    if regions and tile is not None:
+        raise ValueError("tile= and regions=True exclude each other: instances are either "
+                         "tiles or segmentation regions")
+    if regions and key in BUILTIN_DATASETS:
+        raise ValueError(f"{path}: regions=True needs image files with segmentation files; "
+                         "the built-in datasets have none")
     if key in ("synthetic", "synthetic-images"):
         ds = make_miml_images(random_state=random_state)
         if tile is not None and tile != ds.meta["tile_size"]:
@@ -152,4 +175,8 @@ def load_dataset(
             raise ValueError(f"{p}: tile= applies to image datasets only")
         ds = extract_tile_features(ds, TileBagger(tile, stride, border, foreground,
                                                   min_foreground))
+    if regions:
+        if ds.images is None:
+            raise ValueError(f"{p}: regions=True applies to image datasets only")
+        ds = extract_region_features(ds, segmentation_dir, min_pixels=min_region_pixels)
     return ds
