@@ -80,6 +80,22 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
         "lr 3e-3, 15 epochs": {},
         "lr 1e-3, 15 epochs": {"lr": 1e-3},
         "lr 3e-4, 30 epochs": {"lr": 3e-4, "max_epochs": 30},
+        "lr 3e-3, 15 epochs, 10% internal validation": {"validation_fraction": 0.1},
+        "lr 1e-3, 15 epochs, 10% internal validation": {"lr": 1e-3,
+                                                        "validation_fraction": 0.1},
+    },
+    # the scale="auto" rule (docs/defaults.md §1) against its alternatives
+    "mimlsvm": {
+        "scale=auto": {"scale": "auto"},
+        "per-feature standardisation": {"scale": "standard"},
+        "robust (median / IQR)": {"scale": "robust"},
+        "raw features (paper)": {"scale": None},
+    },
+    "mimlknn": {
+        "scale=auto": {"scale": "auto"},
+        "per-feature standardisation": {"scale": "standard"},
+        "robust (median / IQR)": {"scale": "robust"},
+        "raw features (paper)": {"scale": None},
     },
     "smipr": {
         "max Hausdorff": {"variant": "max"},
