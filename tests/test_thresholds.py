@@ -141,8 +141,12 @@ def test_paper_preset_equals_the_settings_of_the_published_scene_runs():
     expect = {
         "mimlsvm": {"scale": None, "gamma": "scale", "ratio": 0.2, "C": 1.0},
         "mimlknn": {"scale": None, "threshold": 0.0, "n_references": 10, "n_citers": 20},
-        "mimlfast": {"scale": "standard"},
-        "mimlboost": {"scale": "minmax", "gamma": 10.0},
+        "mimlfast": {"scale": "standard", "norm_up": 10.0, "bias": None},
+        "mimlboost": {"scale": "minmax", "gamma": 10.0, "code_scale": "paper"},
+        "smipr": {"variant": "max", "scale_instances": False},
+        "awlel": {"reg_lambda": 1e-3, "max_iter": 10},
+        "bmiml": {"fusion_alpha": 1.0, "awlel__reg_lambda": 1e-3, "awlel__max_iter": 10,
+                  "smipr__variant": "max"},
         "mimlmisvm": {"scale": "standard", "gamma": 0.2},
     }
     for name, old in expect.items():
