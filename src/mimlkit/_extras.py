@@ -8,6 +8,7 @@ learners, evaluation and the CLI. Heavy parts live behind extras declared in
     dask    dask[distributed]                 ``--backend dask``
     report  matplotlib                        the plots of the HTML report
     wsi     tifffile, tiffslide               whole-slide image readers
+    store   zarr, h5py                        on-disk bag store; CLAM HDF5 import (h5py)
 
 ``require(extra, module)`` imports ``module`` or raises :class:`MissingExtraError`, an
 ``ImportError`` whose message is one line naming the extra and the pip command, e.g.
@@ -29,6 +30,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "dask": ("dask", "distributed"),
     "report": ("matplotlib",),
     "wsi": ("tifffile", "tiffslide"),
+    "store": ("zarr", "h5py"),
 }
 
 
