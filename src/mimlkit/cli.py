@@ -592,6 +592,10 @@ def report_cmd(
     results: Path = typer.Argument(..., help="results.json written by bench/evaluate."),
     out: Path | None = typer.Option(None, "--out", help="Report folder (default: "
                                     "<results dir>/report)."),
+    explain: Path | None = typer.Option(None, "--explain", metavar="CSV",
+                                        help="Instance-score CSV of `mimlkit predict "
+                                        "--explain`: adds an 'Instance attributions' "
+                                        "section with heatmaps of its first 6 bags."),
 ) -> None:
     """Regenerate the HTML/markdown/CSV report from a results JSON alone."""
     from mimlkit._extras import require
@@ -600,9 +604,11 @@ def report_cmd(
     require("report", "matplotlib", "mimlkit report (its plots)")
     if not results.is_file():
         raise FileNotFoundError(f"{results}: no such results file")
+    if explain is not None and not explain.is_file():
+        raise FileNotFoundError(f"{explain}: no such explain CSV")
     out_dir = out or results.parent / "report"
     with writing(out_dir, only_disk=True):
-        html = build_report(results, out_dir)
+        html = build_report(results, out_dir, explain=explain)
     _console().print(f"report: [bold]{html}[/]")
 
 

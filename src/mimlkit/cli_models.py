@@ -325,8 +325,33 @@ def predict_cmd(
                                "(feature extraction for --images)."),
     out: Path = typer.Option(Path("predictions.csv"), "--out", help="Predictions CSV."),
     sep: str = typer.Option("|", help="Separator between predicted label names."),
+    explain: Path | None = typer.Option(
+        None, "--explain", metavar="OUT",
+        help="Also write instance attributions to the CSV OUT: one row per instance, columns "
+             "bag_id (as in the predictions), instance (0-based index within the bag), then "
+             "when the instances carry them tile_y, tile_x (top-left pixel of the tile) and "
+             "tile_size (when known), bbox_y0, bbox_x0, bbox_y1, bbox_x1 and centroid_y, "
+             "centroid_x (regions), then one column per label: the learner's "
+             "instance_scores (default kind; e.g. mimlfast/mimlmisvm/deepmiml: instance "
+             "score, bag score = max; meanmil/maxmil: instance logit; abmil/transmil/dsmil: "
+             "attention x logit). Only learners with instance scores (mimlfast, mimlmisvm, "
+             "deepmiml, selfpaced-miml, abmil, transmil, dsmil, meanmil, maxmil); any other "
+             "is refused (exit 2) before anything is written."),
+    heatmaps: Path | None = typer.Option(
+        None, "--heatmaps", metavar="DIR",
+        help="Write one PNG per bag (the first --max-heatmaps bags) to DIR, named "
+             "NNNN_<bag id>.png: the instance scores of the --heatmap-labels top-scored "
+             "labels, as a grid at the tiles' coordinates (over the image when the data has "
+             "it), as dots at region centroids, or (no coordinates) in instance order on a "
+             "square grid. Needs matplotlib (the 'report' extra) and a learner with "
+             "instance scores."),
+    max_heatmaps: int = typer.Option(20, "--max-heatmaps", min=0,
+                                     help="Heatmap PNGs for at most the first N bags."),
+    heatmap_labels: int = typer.Option(3, "--heatmap-labels", min=1,
+                                       help="Labels per heatmap: the K highest bag scores."),
 ) -> None:
-    """Predict label sets and per-label scores; write a CSV (bag id, labels, scores)."""
+    """Predict label sets and per-label scores; write a CSV (bag id, labels, scores); with
+    --explain / --heatmaps also per-instance scores (CSV) and per-bag heatmaps (PNG)."""
     import csv
     import io
 
@@ -346,6 +371,13 @@ def predict_cmd(
     check_device(device)
     config = persistence.read_config(model)
     est = persistence.load(model)
+    explaining = explain is not None or heatmaps is not None
+    if explaining:
+        _check_explainable(est, config)
+    if heatmaps is not None:
+        from mimlkit._extras import require
+
+        require("report", "matplotlib", "mimlkit predict --heatmaps")
     pipe = _model_pipeline(config, est)
     kind = pipe.get("input", "bags")
     source = images if images is not None else data
@@ -356,6 +388,9 @@ def predict_cmd(
         X = imgs if kind == "images" else featurize_images(imgs, pipe, weights=weights,
                                                            device=device)
         ids = [Path(s).name for s in imgs.sources]
+        image_set, ds_meta = imgs, {}
+        if "tiler" in asked and asked["tiler"] is not None:
+            ds_meta = {"tiler": asked["tiler"]}
     else:
         ds = _load_dataset(data, labels_xml, option)  # type: ignore[arg-type]
         if kind == "bags" and ds.bags is None and ds.images is not None:
@@ -366,6 +401,8 @@ def predict_cmd(
             check_pipeline(pipe, describe_pipeline(ds, kind), model_name=model, data_name=data)
             X = ds.inputs(kind)
         ids = _bag_ids(ds)
+        image_set = ds.images
+        ds_meta = ds.meta if isinstance(ds.meta, dict) else {}
     with _console(stderr=True).status(f"scoring {len(ids)} bags ..."), \
             _naming(f"scoring {source} with {model}", source):
         scores = np.asarray(est.decision_function(X), dtype=float)
@@ -387,6 +424,16 @@ def predict_cmd(
     if len(names) != scores.shape[1]:
         raise ValueError(f"{model}: the model has {scores.shape[1]} labels but its config "
                          f"names {len(names)}")
+    if explaining:
+        from mimlkit.explain import collect_instance_scores, instance_coordinates
+
+        with _console(stderr=True).status(f"instance scores of {len(ids)} bags ..."), \
+                _naming(f"instance scores of {source} with {model}", source):
+            inst, tile_coords = collect_instance_scores(est, X, n_labels=len(names))
+        if len(inst) != len(ids):
+            raise ValueError(f"{model}: instance_scores gave {len(inst)} bags for "
+                             f"{len(ids)} bags")
+        where = instance_coordinates(X, tile_coords, _tile_size(ds_meta, pipe, est))
     cols = [n if n not in ("bag_id", "predicted") else f"score_{n}" for n in names]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -397,3 +444,74 @@ def predict_cmd(
     atomic_write_text(out, buf.getvalue())
     _console().print(f"wrote predictions for {len(ids)} bags ({len(names)} labels) to "
                      f"[bold]{out}[/]")
+    if not explaining:
+        return
+    kind = _score_kind(est)
+    if explain is not None:
+        from mimlkit.explain import explain_csv
+
+        atomic_write_text(explain, explain_csv(ids, inst, names, where))
+        _console().print(f"wrote instance scores{kind} of {sum(len(a) for a in inst)} "
+                         f"instances in {len(ids)} bags to [bold]{explain}[/]")
+    if heatmaps is not None:
+        from mimlkit.cli import writing
+        from mimlkit.reporting.heatmaps import write_heatmaps
+
+        cuts = np.cumsum([len(a) for a in inst])[:-1]
+
+        def per_bag(key: str) -> list[Any] | None:
+            return None if key not in where else np.split(where[key], cuts)
+
+        cen = per_bag("centroid")
+        if cen is None and "bbox" in where:
+            bb = np.asarray(where["bbox"], dtype=float)
+            cen = np.split(np.stack([(bb[:, 0] + bb[:, 2]) / 2, (bb[:, 1] + bb[:, 3]) / 2],
+                                    axis=1), cuts)
+        ts = per_bag("tile_size")
+        with writing(heatmaps, only_disk=True):
+            paths = write_heatmaps(
+                heatmaps, ids, inst, names, coords=per_bag("coords"),
+                tile_sizes=None if ts is None else [float(t[0]) if len(t) else None
+                                                    for t in ts],
+                centroids=cen, image=_image_getter(image_set, len(ids)), bag_scores=scores,
+                max_bags=max_heatmaps, top_k=heatmap_labels,
+                what=f"instance scores{kind}")
+        _console().print(f"wrote {len(paths)} heatmap(s) to [bold]{heatmaps}[/]")
+
+
+def _check_explainable(est: Any, config: dict[str, Any]) -> None:
+    """Refuse (one line) a model whose learner has no ``instance_scores``."""
+    from mimlkit.explain import instance_score_learners, supports_instance_scores
+
+    if supports_instance_scores(est):
+        return
+    name = (config.get("metadata") or {}).get("learner") or type(est).__name__
+    yes, unknown = instance_score_learners()
+    more = f"; not checked here (their extra is missing): {', '.join(unknown)}" \
+        if unknown else ""
+    raise ValueError(f"--explain/--heatmaps: learner {name} has no instance scores "
+                     f"(instance_scores); learners that have them: {', '.join(yes)}{more}")
+
+
+def _score_kind(est: Any) -> str:
+    kind = getattr(est, "_default_kind", None)
+    return f" ({kind})" if isinstance(kind, str) else ""
+
+
+def _tile_size(meta: dict[str, Any], pipe: dict[str, Any], est: Any) -> float | None:
+    """Tile side in pixels from the data's tiler, the model's tiler, the dataset's
+    ``tile_size`` or the learner's ``tile_size`` (None: the heatmaps infer it)."""
+    for tiler in (meta.get("tiler"), pipe.get("tiler")):
+        if isinstance(tiler, dict) and tiler.get("tile_size"):
+            return float(tiler["tile_size"])
+    for v in (meta.get("tile_size"), getattr(est, "tile_size", None)):
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+            return float(v)
+    return None
+
+
+def _image_getter(images: Any, n: int) -> Any:
+    """``i -> image array`` for heatmap backgrounds (None when there are no images)."""
+    if images is None or len(images) != n:
+        return None
+    return lambda i: images[i]

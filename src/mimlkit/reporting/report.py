@@ -176,12 +176,16 @@ def _datasets_of(table: pd.DataFrame) -> list[str]:
 
 
 def build_report(results: str | os.PathLike | dict[str, Any], out_dir: str | os.PathLike,
-                 *, title: str | None = None) -> Path:
+                 *, title: str | None = None, explain: str | os.PathLike | None = None,
+                 max_explain_bags: int = 6) -> Path:
     """Write the report folder for ``results`` (a path or the loaded dict); returns the
     HTML path. Without matplotlib (the ``report`` extra) the tables are written and the
     plots are left out, with a note saying how to get them. Rows spanning several datasets
     (a ``dataset`` column, e.g. the zoo suite) get per-dataset tables and the
-    multi-dataset statistics (average ranks, Friedman, critical difference, W/T/L)."""
+    multi-dataset statistics (average ranks, Friedman, critical difference, W/T/L).
+    ``explain``: an instance-score CSV of ``mimlkit predict --explain``: adds an "Instance
+    attributions" section with the heatmaps of its first ``max_explain_bags`` bags (also
+    written to ``figures/explain_<n>.png``)."""
     data = read_results(results) if not isinstance(results, dict) else results
     table = _table(data)
     out = Path(out_dir)
@@ -320,6 +324,18 @@ def build_report(results: str | os.PathLike | dict[str, Any], out_dir: str | os.
         b64 = base64.b64encode(png).decode("ascii")
         h.append(f"<h2>{html.escape(caption)}</h2>"
                  f"<img alt='{html.escape(caption)}' src='data:image/png;base64,{b64}'>")
+    if explain is not None and not no_plots:
+        from mimlkit.reporting.heatmaps import explain_figures
+
+        shots = explain_figures(explain, max_bags=max_explain_bags)
+        h.append(f"<h2>Instance attributions</h2><p class='legend'>per-instance scores of "
+                 f"the top-scored labels, from <code>{html.escape(str(explain))}</code> "
+                 f"(first {len(shots)} bags).</p><div>")
+        for n, (bid, png) in enumerate(shots):
+            _atomic_write(figdir / f"explain_{n}.png", png)
+            h.append(f"<img alt='bag {html.escape(bid)}' src='data:image/png;base64,"
+                     f"{base64.b64encode(png).decode('ascii')}'>")
+        h.append("</div>")
     if not multi and pair_html:
         h.append("<h2>Paired tests against the best learner</h2>" + pair_html)
     if not pl.empty:
