@@ -28,7 +28,9 @@ _DATA_OPTS = typer.Option(None, "--option", "-o", help="Extra reader option KEY=
                           "(e.g. label_column=Finding Labels, sep=|, tile=32, stride=16, "
                           "image_dir=DIR, no_finding=None; regions=true for one instance per "
                           "ground-truth segment region, with min_region_pixels=N and "
-                          "segmentation_dir=DIR); repeatable.")
+                          "segmentation_dir=DIR; tile_truth=true with tile=N for per-tile "
+                          "truth from the same segmentations: labels covering at least "
+                          "tile_truth_share=0.25 of a tile's labelled pixels); repeatable.")
 MEMORY_BUDGET_OPT = typer.Option(
     None, "--memory-budget-mb", metavar="MB",
     help="Working-memory budget in MB (a number > 0) of the learner's distance engine and "

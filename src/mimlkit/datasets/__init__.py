@@ -15,7 +15,10 @@ With ``tile=`` an image dataset is cut into tiles (``TileBagger``) and described
 hand-crafted colour/texture features, so bag learners can run on it. With ``regions=True``
 each image's ground-truth segmentation (MSRC v2 ``newsegmentations_mats``) gives the
 instances instead: one per connected segment region, with the same descriptor computed over
-the region's pixels (``mimlkit.datasets.regions``).
+the region's pixels (``mimlkit.datasets.regions``). With ``tile=`` and ``tile_truth=True``
+the same segmentations give tile-level truth: each tile gets the labels covering at least
+``tile_truth_share`` of its labelled pixels, in ``instance_labels``
+(``mimlkit.datasets.tile_truth``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from mimlkit.datasets.base import ImageSet, MIMLDataset, take
 from mimlkit.datasets.images import load_image_csv
 from mimlkit.datasets.npz import load_npz, save_npz
 from mimlkit.datasets.regions import extract_region_features
-from mimlkit.datasets.synthetic import make_miml_bags, make_miml_images
+from mimlkit.datasets.synthetic import make_dense_miml_images, make_miml_bags, make_miml_images
+from mimlkit.datasets.tile_truth import DEFAULT_TILE_TRUTH_SHARE, extract_tile_truth
 from mimlkit.datasets.tiling import TileBagger
 
 __all__ = [
@@ -45,9 +49,11 @@ __all__ = [
     "load_npz",
     "make_miml_bags",
     "make_miml_images",
+    "make_dense_miml_images",
     "TileBagger",
     "extract_tile_features",
     "extract_region_features",
+    "extract_tile_truth",
     "BUILTIN_DATASETS",
 ]
 
@@ -94,6 +100,8 @@ def load_dataset(
     regions: bool = False,
     min_region_pixels: int = 100,
     segmentation_dir: str | Path | None = None,
+    tile_truth: bool = False,
+    tile_truth_share: float = DEFAULT_TILE_TRUTH_SHARE,
     random_state: int = 0,
     missing: str = "error",
     keep_ids: bool = False,
@@ -114,6 +122,16 @@ def load_dataset(
     colour/texture descriptor as a tile, over its pixels; ``bags.instance_meta`` holds each
     region's ``bbox``, ``centroid``, ``area``, ``segment_id`` and ``class_id``
     (``mimlkit.datasets.regions``). ``tile`` and ``regions`` exclude each other.
+    ``tile_truth=True`` (with ``tile``; opt-in, default off: reading the segmentations costs
+    time and the truth changes what explain/evaluate report) gives each tile the labels
+    that cover at least ``tile_truth_share`` (default 0.25, in (0, 1]) of its labelled
+    pixels in the same segmentation files (void pixels and padding excluded from the
+    share; a tile may get 0, 1 or several labels), as ``instance_labels`` (n_tiles x K
+    int8, aligned with ``bags.instance_meta["coords"]``, as in ``make_miml_images``);
+    any ``tile`` / ``stride`` / ``border`` works; the CSV's label columns must all be
+    loaded (no ``labels=``), since segment classes index them
+    (``mimlkit.datasets.tile_truth``). The built-in synthetic images carry tile truth
+    already at their own tile size.
     ``random_state`` seeds the built-in synthetic datasets.
     ``missing`` (``"error"`` | ``"mean"`` | ``"zero"``) and ``keep_ids`` apply to ARFF: what
     a ``?`` feature value does, and whether string/date and id-like nominal attributes are
@@ -123,12 +141,24 @@ def load_dataset(
     if regions and tile is not None:
         raise ValueError("tile= and regions=True exclude each other: instances are either "
                          "tiles or segmentation regions")
+    if tile_truth and tile is None and key not in ("synthetic", "synthetic-images"):
+        raise ValueError("tile_truth=True needs tile= (truth per tile of the grid); for one "
+                         "instance per segment region use regions=True")
+    if tile_truth and labels is not None:
+        raise ValueError("tile_truth=True needs all label columns of the CSV in file order "
+                         "(segment class ids index them); drop labels=")
+    if tile_truth and key == "synthetic-bags":
+        raise ValueError(f"{path}: tile_truth=True applies to image datasets (tile bags)")
     if regions and key in BUILTIN_DATASETS:
         raise ValueError(f"{path}: regions=True needs image files with segmentation files; "
                          "the built-in datasets have none")
     if key in ("synthetic", "synthetic-images"):
         ds = make_miml_images(random_state=random_state)
         if tile is not None and tile != ds.meta["tile_size"]:
+            if tile_truth:
+                raise ValueError(f"{path}: tile_truth=True needs segmentation files; the "
+                                 "built-in synthetic images carry tile truth only at their "
+                                 f"own tile={ds.meta['tile_size']}")
             ds = extract_tile_features(ds, TileBagger(tile, stride, border, foreground,
                                                       min_foreground))
         return ds
@@ -175,6 +205,8 @@ def load_dataset(
             raise ValueError(f"{p}: tile= applies to image datasets only")
         ds = extract_tile_features(ds, TileBagger(tile, stride, border, foreground,
                                                   min_foreground))
+        if tile_truth:
+            ds = extract_tile_truth(ds, segmentation_dir, share=tile_truth_share)
     if regions:
         if ds.images is None:
             raise ValueError(f"{p}: regions=True applies to image datasets only")

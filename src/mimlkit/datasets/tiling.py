@@ -142,6 +142,30 @@ class TileBagger:
         """(rows, cols) of the tile grid for an image of this size (before the fg filter)."""
         return self._n_steps(int(height)), self._n_steps(int(width))
 
+    def windows(self, height: int, width: int, coords: np.ndarray) -> np.ndarray:
+        """Pixel window of each tile in the original image: N x 4 int64 ``(y0, x0, y1, x1)``
+        (end exclusive), clipped to the image (``pad`` / a too-small image: the padded part
+        is outside). ``coords`` are tile corners as returned by ``__call__`` for an image of
+        this size (any subset, e.g. after the foreground filter). Under ``fit`` the window
+        is the tile's span mapped back through the resize (rounded to pixels)."""
+        self._check()
+        H, W = int(height), int(width)
+        t, s = int(self.tile_size), self.step
+        c = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
+        ny, nx = self.grid_shape(H, W)
+        need = np.array([(ny - 1) * s + t, (nx - 1) * s + t], dtype=np.float64)
+        size = np.array([H, W], dtype=np.float64)
+        if self.border == "fit" and (need != size).any():
+            scale = size / need
+            idx = np.clip(np.round(c / (s * scale)), 0, np.array([ny, nx]) - 1)
+            lo = np.round(idx * s * scale)
+            hi = np.round((idx * s + t) * scale)
+        else:
+            lo, hi = c.astype(np.float64), c + float(t)
+        lo = np.minimum(lo, size - 1)
+        hi = np.clip(hi, lo + 1, size)
+        return np.concatenate([lo, hi], axis=1).astype(np.int64)
+
     # ------------------------------------------------------------------ apply
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self._check()
