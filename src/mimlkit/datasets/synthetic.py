@@ -16,6 +16,12 @@ instance-level learner can do better. With ``features="colour-texture"`` the gen
 fills ``bags`` with ``colour_texture_features`` of the tiles (coords in instance metadata),
 exactly what ``images_to_bags(ds.images, TileBagger(tile_size))`` would produce.
 
+``make_dense_miml_images``: the dense-evidence regime of the same images: each label's
+pattern fills a controllable share of its image's tiles (``evidence_share``; co-occurring
+labels split it, in contiguous bands or scattered), and ``noise_share`` of the tiles are
+artefacts, pixel noise or the pattern of a label the image lacks; same return type and
+per-tile truth.
+
 Both are deterministic given ``random_state`` (an int, a ``numpy.random.Generator`` or a
 ``RandomState``), vectorised, and every bag has at least one label (unless ``empty_share`` or
 ``label_noise`` says otherwise).
@@ -39,7 +45,8 @@ import numpy as np
 from mimlkit.bags import Bags
 from mimlkit.datasets.base import ImageSet, MIMLDataset
 
-__all__ = ["make_miml_bags", "make_miml_images", "stress_variants"]
+__all__ = ["make_miml_bags", "make_miml_images", "make_dense_miml_images", "stress_variants",
+           "DENSE_KINDS"]
 
 
 def _rng(random_state: Any) -> np.random.Generator:
