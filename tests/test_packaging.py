@@ -180,7 +180,7 @@ def test_require_and_error_type():
     with pytest.raises(ValueError, match="unknown extra"):
         require("gpu", "json")
     assert extra_for_module("torch.nn") == "deep" and extra_for_module("numpy") is None
-    assert set(EXTRAS) == {"deep", "dask", "report", "wsi"}
+    assert set(EXTRAS) == {"deep", "dask", "report", "wsi", "store"}
 
 
 def test_extras_match_pyproject():
@@ -194,7 +194,8 @@ def test_extras_match_pyproject():
         "optional-dependencies"]
     dist_of = {"torch": "torch", "torchvision": "torchvision", "safetensors": "safetensors",
                "dask": "dask", "distributed": "dask[distributed]", "matplotlib": "matplotlib",
-               "tifffile": "tifffile", "tiffslide": "tiffslide"}
+               "tifffile": "tifffile", "tiffslide": "tiffslide", "zarr": "zarr",
+               "h5py": "h5py"}
     for extra, mods in EXTRAS.items():
         declared = " ".join(opt[extra])
         for m in mods:

@@ -33,6 +33,14 @@ from mimlkit.datasets.base import ImageSet, MIMLDataset, take
 from mimlkit.datasets.images import load_image_csv
 from mimlkit.datasets.npz import load_npz, save_npz
 from mimlkit.datasets.regions import extract_region_features
+from mimlkit.datasets.store import (
+    BagStoreWriter,
+    StoredBags,
+    StoreError,
+    fit_from_store,
+    import_clam,
+    open_store,
+)
 from mimlkit.datasets.synthetic import make_dense_miml_images, make_miml_bags, make_miml_images
 from mimlkit.datasets.tile_truth import DEFAULT_TILE_TRUTH_SHARE, extract_tile_truth
 from mimlkit.datasets.tiling import TileBagger
@@ -54,6 +62,12 @@ __all__ = [
     "extract_tile_features",
     "extract_region_features",
     "extract_tile_truth",
+    "BagStoreWriter",
+    "StoredBags",
+    "StoreError",
+    "open_store",
+    "fit_from_store",
+    "import_clam",
     "BUILTIN_DATASETS",
 ]
 
