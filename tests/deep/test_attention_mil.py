@@ -195,3 +195,25 @@ def test_every_loss(name, loss):
     S = est.decision_function(X)
     assert S.shape == Y.shape and np.isfinite(S).all()
     assert est.n_epochs_ == 2
+
+
+def test_transmil_internal_validation_part(data):
+    from mimlkit.deep.spmll import mean_ap
+
+    ds = data
+    est = TransMIL(n_heads=2, validation_fraction=0.2, **{**FAST, "max_epochs": 3})
+    est.fit(ds.bags, ds.Y)
+    va = est.validation_bags_
+    assert len(va) == 30 and len(np.unique(va)) == 30  # 20 % of 150, held out (seeded)
+    assert all("val_map" in h for h in est.history_)
+    best = max(range(3), key=lambda e: est.history_[e]["val_map"])
+    S = est.decision_function(ds.bags[va])
+    assert mean_ap(ds.Y[va] == 1, S) == pytest.approx(est.history_[best]["val_map"], abs=1e-5)
+    np.testing.assert_array_equal(clone(est).fit(ds.bags, ds.Y).validation_bags_, va)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        TransMIL(validation_fraction=1.5, **FAST).fit(ds.bags, ds.Y)
+    # unobserved labels: no internal validation part (its labels would be incomplete)
+    Y = ds.Y.astype(np.int8).copy()
+    Y[0, 0] = -1
+    assert TransMIL(n_heads=2, validation_fraction=0.2, **FAST).fit(
+        ds.bags, Y).validation_bags_ is None

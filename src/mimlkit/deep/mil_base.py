@@ -301,6 +301,18 @@ class BagMILBase(_HeadBase):
 
         self._check_params()
         bags, Y = self._validate_fit(X, Y)
+        vf = getattr(self, "validation_fraction", None)
+        self.validation_bags_ = None
+        if eval_set is None and vf and not (Y == -1).any() and bags.n_bags >= 20:
+            # an internal validation part: monitored by mAP, the best epoch is restored
+            if not 0.0 < float(vf) < 1.0:
+                raise ValueError(f"validation_fraction must be in (0, 1), got {vf!r}")
+            perm = np.random.default_rng(int(self.random_state or 0)).permutation(bags.n_bags)
+            n_val = max(1, int(round(float(vf) * bags.n_bags)))
+            va, tr = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+            eval_set = (bags.take(va), Y[va])
+            bags, Y = bags.take(tr), Y[tr]
+            self.validation_bags_ = va
         self.scale_offset_, self.scale_factor_ = fit_scaling(bags.instances, self.scale)
         n, c = Y.shape
         seed = int(self.random_state or 0)

@@ -177,6 +177,9 @@ class TransMIL(BagMILBase):
     pos_encoding : "ppeg" (the paper's conditional encoding on the tile grid), "sincos" or
         None.
     attention : "full" (softmax) or "linear" (O(n) kernelised attention for huge bags).
+    validation_fraction : share of the training bags held out (seeded) when ``fit`` gets no
+        ``eval_set``: the epoch with the best validation mAP is restored. ``None`` trains on
+        every bag for ``max_epochs``. Skipped with unobserved (-1) labels or < 20 bags.
     """
 
     _uses_positions = True
@@ -193,8 +196,9 @@ class TransMIL(BagMILBase):
                  t_criterion: bool = True, random_state: int | None = 0,
                  device: str = "auto", amp: str | bool = "auto", n_threads: int | None = 1,
                  checkpoint_dir: str | None = None, resume: bool = False,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, validation_fraction: float | None = None) -> None:
         self.n_heads = n_heads
+        self.validation_fraction = validation_fraction
         self.pos_encoding = pos_encoding
         self.attention = attention
         set_common(self, locals())
