@@ -46,6 +46,10 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
         "AWLEL auto one solve, fusion 0.75, SMIPR average": {
             "awlel__reg_lambda": "auto", "awlel__max_iter": 1, "fusion_alpha": 0.75,
             "smipr__variant": "average"},
+        # round 3, after SMIPR's own selection moved its L2 penalty to alpha = 1
+        **{f"round 3: fusion {a}, SMIPR average alpha=1": {
+            "awlel__reg_lambda": "auto", "awlel__max_iter": 1, "fusion_alpha": a,
+            "smipr__variant": "average", "smipr__alpha": 1.0} for a in (0.25, 0.5, 0.75, 1.0)},
     },
     "awlel": {
         "lambda=1e-3": {"reg_lambda": 1e-3},
@@ -100,6 +104,9 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
     "smipr": {
         "max Hausdorff": {"variant": "max"},
         "average Hausdorff": {"variant": "average"},
+        "average Hausdorff, alpha=1": {"variant": "average", "alpha": 1.0},
+        "average Hausdorff, alpha=0.1": {"variant": "average", "alpha": 0.1},
+        "average Hausdorff, alpha=100": {"variant": "average", "alpha": 100.0},
     },
 }
 DEFAULT_DATASETS = ["scene", "emotions", "yeast", "msrc_v2-tiles64", "stress-scales"]

@@ -143,10 +143,10 @@ def test_paper_preset_equals_the_settings_of_the_published_scene_runs():
         "mimlknn": {"scale": None, "threshold": 0.0, "n_references": 10, "n_citers": 20},
         "mimlfast": {"scale": "standard", "norm_up": 10.0, "bias": None},
         "mimlboost": {"scale": "minmax", "gamma": 10.0, "code_scale": "paper"},
-        "smipr": {"variant": "max", "scale_instances": False},
+        "smipr": {"variant": "max", "scale_instances": False, "alpha": 10.0},
         "awlel": {"reg_lambda": 1e-3, "max_iter": 10},
         "bmiml": {"fusion_alpha": 1.0, "awlel__reg_lambda": 1e-3, "awlel__max_iter": 10,
-                  "smipr__variant": "max"},
+                  "smipr__variant": "max", "smipr__alpha": 10.0},
         "mimlmisvm": {"scale": "standard", "gamma": 0.2},
     }
     for name, old in expect.items():

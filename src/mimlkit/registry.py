@@ -133,11 +133,11 @@ PRESETS["paper"].update({
     "pooled-linear": _FIXED,
     "bls": _FIXED,
     "awlel": {"reg_lambda": 1e-3, "max_iter": 10, **_FIXED},
-    "smipr": {"scale_instances": False, "variant": "max", **_FIXED},
+    "smipr": {"scale_instances": False, "variant": "max", "alpha": 10.0, **_FIXED},
     # BMIML as published: AWLEL with IRLS re-weighting and λ = 1e-3, SMIPR on the maximal
     # Hausdorff distance, scores from SMIPR only (Eq. 22)
     "bmiml": {"fusion_alpha": 1.0, "awlel": _lazy("awlel", reg_lambda=1e-3, max_iter=10),
-              "smipr": _lazy("smipr", variant="max"), **_FIXED},
+              "smipr": _lazy("smipr", variant="max", alpha=10.0), **_FIXED},
     "multilabel-head": _FIXED,
     "transfer-lr": {"threshold_mode": "fixed"},
 })

@@ -83,9 +83,10 @@ class BMIML(MIMLClassifierMixin, BaseEstimator):
         paper's 60/10/30 protocol) to minimise that label's Hamming error.
     validation_fraction : held-out share for ``tau='tune'`` (default 0.1).
     clip : clip scores to the training target range (Eq. 22; default True).
-    fusion_alpha : ``s = α g(X) + (1 − α) A(X)W`` in ``'full'`` mode. Default 0.25: SMIPR's
+    fusion_alpha : ``s = α g(X) + (1 − α) A(X)W`` in ``'full'`` mode. Default 0.75: SMIPR's
         output blended with AWLEL's own scores, chosen on inner splits of the zoo training
-        parts (``benchmarks/results/select_bmiml.md``; round 1 in ``select_bmiml_round1.md``).
+        parts (``benchmarks/results/select_bmiml_round3.md``, after rounds 1–2 in
+        ``select_bmiml_round1.md`` / ``select_bmiml.md`` and SMIPR's α selection).
         1.0 is the paper (Eq. 22 uses g only; the ``paper`` preset).
     t_criterion : top-label fallback for ``'per_label'`` (never used by the paper rule).
     random_state : seed for the sub-learners left at ``random_state=None`` and the split.
@@ -102,7 +103,7 @@ class BMIML(MIMLClassifierMixin, BaseEstimator):
 
     def __init__(self, awlel: AWLEL | None = None, smipr: SMIPR | None = None,
                  mode: str = "full", decision: str = "per_label", tau: Any = None,
-                 validation_fraction: float = 0.1, clip: bool = True, fusion_alpha: float = 0.25,
+                 validation_fraction: float = 0.1, clip: bool = True, fusion_alpha: float = 0.75,
                  t_criterion: bool | str = "auto", threshold_mode: str = "hamming",
                  random_state: int | None = None) -> None:
         self.awlel = awlel
