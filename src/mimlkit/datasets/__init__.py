@@ -116,6 +116,8 @@ def load_dataset(
     segmentation_dir: str | Path | None = None,
     tile_truth: bool = False,
     tile_truth_share: float = DEFAULT_TILE_TRUTH_SHARE,
+    level: int | None = None,
+    mpp: float | None = None,
     random_state: int = 0,
     missing: str = "error",
     keep_ids: bool = False,
@@ -146,6 +148,11 @@ def load_dataset(
     loaded (no ``labels=``), since segment classes index them
     (``mimlkit.datasets.tile_truth``). The built-in synthetic images carry tile truth
     already at their own tile size.
+    A folder holding ``labels.csv`` and slide files (``.svs``, ``.ndpi``, tiled ``.tif``,
+    ...; no image folder) is read with ``mimlkit.datasets.wsi.load_slides`` (extra
+    ``wsi``): tissue tiles of ``tile`` (default 256) level pixels at ``level=`` or the level
+    closest to ``mpp=`` microns per pixel, ``stride``, ``min_foreground`` as the minimum
+    tissue share; coords (y, x) in level-0 pixels.
     ``random_state`` seeds the built-in synthetic datasets.
     ``missing`` (``"error"`` | ``"mean"`` | ``"zero"``) and ``keep_ids`` apply to ARFF: what
     a ``?`` feature value does, and whether string/date and id-like nominal attributes are
@@ -188,11 +195,23 @@ def load_dataset(
         if not csv_path.is_file():
             raise ValueError(f"{p}: directory without a labels.csv; give the CSV, ARFF or NPZ "
                              "file itself")
-        p, suffix = csv_path, ".csv"
         if image_dir is None:
             from mimlkit.datasets.images import default_image_dir
 
             image_dir = default_image_dir(csv_path)
+            if image_dir is None and not regions and not tile_truth:
+                from mimlkit.datasets.wsi import find_slides, load_slides
+
+                if find_slides(p):
+                    if isinstance(labels, int):
+                        raise ValueError("labels= must be a list of label names for slides")
+                    return load_slides(
+                        p, csv_path, tile_size=256 if tile is None else tile, level=level,
+                        mpp=mpp, stride=stride, min_tissue=min_foreground,
+                        labels=labels, image_column=image_column, label_column=label_column,
+                        separator=separator, group_column=group_column,
+                        no_finding="No Finding" if no_finding is None else no_finding)
+        p, suffix = csv_path, ".csv"
     if suffix == ".arff":
         lab = labels if labels is None or isinstance(labels, int) else list(labels)
         if is_relational_arff(p):
