@@ -29,6 +29,12 @@ groups and coefficients, α initialisation, sampler, dispatcher, loss, :class:`A
 α, groups and the sampler state are in the trainer's checkpoints, so ``resume=True`` continues
 exactly.
 
+**Feature path** (``backbone="mlp"``): the framework is backbone-agnostic, so the same
+machinery (α store, sampler, dispatcher, loss, coefficients, every Table III switch) also
+trains an MLP instance head (:class:`SelfPacedMLP`) on precomputed instance features — bags of
+feature vectors (:class:`mimlkit.bags.Bags`, a list of 2-D arrays, an ``MIMLDataset`` with
+bags), one instance = one "tile". Cheap enough for hundreds of epochs and many seeds on a CPU.
+
 Table III of the paper, one row = one parameter set (see :data:`TABLE_III`)::
 
     Gran.  ×: granularity="none" (no α: plain BCE)   •: "instance"   ○: "label"
@@ -41,9 +47,10 @@ Table III of the paper, one row = one parameter set (see :data:`TABLE_III`)::
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +61,9 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from mimlkit.bags import check_labels
+from mimlkit.bags import as_bags, check_labels
 from mimlkit.deep.selfpaced_parts import (
+    ALPHA_OPTIMIZERS,
     COEFFICIENTS,
     GRANULARITIES,
     INITS,
@@ -64,6 +72,7 @@ from mimlkit.deep.selfpaced_parts import (
     TABLE_III,
     AlphaStore,
     SelfPacedAdam,
+    alpha_update,
     dispatch_targets,
     group_rows,
     init_alpha,
@@ -78,8 +87,11 @@ from mimlkit.learners.base import MIMLClassifierMixin
 __all__ = [
     "SelfPacedMIML",
     "SelfPacedNet",
+    "SelfPacedMLP",
     "SelfPacedTask",
     "SelfPacedAdam",
+    "alpha_update",
+    "ALPHA_OPTIMIZERS",
     "AlphaStore",
     "init_alpha",
     "label_aware_coefficients",
@@ -113,6 +125,30 @@ class SelfPacedNet(nn.Module):
         return self.head(self.trunk(x))
 
 
+class SelfPacedMLP(nn.Module):
+    """Instance feature vectors (B, d) -> per-class logits: standardisation (training-instance
+    mean/std, buffers) + ``Linear-ReLU`` per hidden width (the ``trunk``) + linear ``head``.
+    ``hidden=()`` gives a linear instance model."""
+
+    def __init__(self, n_features: int, hidden: Sequence[int], n_labels: int,
+                 mean: Any = None, std: Any = None) -> None:
+        super().__init__()
+        d = int(n_features)
+        layers: list[nn.Module] = []
+        for h in hidden:
+            layers += [nn.Linear(d, int(h)), nn.ReLU()]
+            d = int(h)
+        self.trunk = nn.Sequential(*layers)
+        self.head = nn.Linear(d, int(n_labels))
+        mu = torch.zeros(int(n_features)) if mean is None else torch.as_tensor(mean)
+        sd = torch.ones(int(n_features)) if std is None else torch.as_tensor(std)
+        self.register_buffer("mean", mu.float().reshape(1, -1).clone())
+        self.register_buffer("std", sd.float().reshape(1, -1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk((x.float() - self.mean) / self.std))
+
+
 # ============================================================================ task
 class SelfPacedTask(TrainingTask):
     """The trainer's task: sampler (epoch start), dispatcher + loss (step), regrouping,
@@ -139,7 +175,7 @@ class SelfPacedTask(TrainingTask):
         groups: list[dict[str, Any]] = [{"params": list(self.net.parameters())}]
         if self.store is not None:
             groups.append({"params": [self.store.alpha], "row_wise": True,
-                           "row_sgd": self._alpha_optimizer == "sgd",
+                           "alpha_optimizer": self._alpha_optimizer,
                            "lr": float(self._alpha_lr)})
         return groups
 
@@ -161,7 +197,7 @@ class SelfPacedTask(TrainingTask):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, idx = batch
-        if self.hflip:
+        if self.hflip and x.dim() == 4:  # image tiles only (not feature vectors)
             flip = torch.rand(x.shape[0], device=x.device) < 0.5
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
         logits = self.net(x)
@@ -195,6 +231,24 @@ class SelfPacedTask(TrainingTask):
 
 
 # ============================================================================ helpers
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch intra-op threads (restored afterwards); ``None``: unchanged.
+
+    The feature path's batches are tiny (B x d): intra-op parallelism there is pure
+    synchronisation overhead (measured 14x slower with 2 threads on busy cores), so it runs
+    single-threaded; use processes (seeds, folds) to fill the cores."""
+    if n is None:
+        yield
+        return
+    prev = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
 def _bag_max(p: np.ndarray, bag: np.ndarray, n_bags: int) -> np.ndarray:
     """Class-wise max over each bag's tiles (Eq. 7 before the threshold)."""
     S = np.full((n_bags, p.shape[1]), -np.inf)
@@ -282,9 +336,14 @@ def _tile_images(images: Any, tiler: Any, size: int, chunk: int = 2048
 
 # ============================================================================ estimator
 class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
-    """Self-paced deep MIML on image tiles (seed 002; ``docs/selfpaced.md``).
+    """Self-paced deep MIML on image tiles or instance features (seed 002; ``docs/selfpaced.md``).
 
-    Input: images (``ImageSet``, a list of H x W x 3 uint8 arrays or an N x H x W x 3 array).
+    Input: images (``ImageSet``, a list of H x W x 3 uint8 arrays or an N x H x W x 3 array),
+    or, with ``backbone="mlp"``, bags of instance feature vectors (``Bags``, a list of
+    n_i x d arrays, an ``MIMLDataset`` with bags): each instance plays the part of a tile.
+    The feature path is chosen by ``backbone="mlp"`` only, never guessed from X (a list of
+    2-D arrays may be grayscale images, and the evaluation runner must know the input kind,
+    ``input_kind`` = "bags" / "images", before fitting).
     Defaults = the authors' best setting (Table III row 21 / README "full" command).
 
     Parameters
@@ -293,6 +352,10 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
         an image smaller than a tile is padded to one tile).
     backbone, weights : any :func:`mimlkit.features.backbones.load_backbone` name ("resnet50",
         "resnet18", "vgg16", "tiny", ...); ``weights`` None (random init) or a local file.
+        ``backbone="mlp"``: feature path, an MLP instance head (:class:`SelfPacedMLP`) on
+        standardised instance features; tiling, ``weights``, ``image_size`` and ``hflip``
+        are then unused.
+    hidden : hidden widths of the MLP head (int or tuple; ``()`` = linear), ``"mlp"`` only.
     image_size : network input side; tiles are resized to it (None: the backbone's default,
         224 for ResNets, 64 for "tiny").
     granularity : "label" (α per tile and class, ○), "instance" (α per tile, •) or "none"
@@ -307,9 +370,17 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
         or "none".
     n_classes_for_coefficient : C; None = the data maximum of positives per tile.
     lr, alpha_lr : Adam learning rates of the network and of α (both 1e-3 as in the README).
-    alpha_optimizer : "adam" (the authors' code: α in the same Adam; its per-use decrease is
-        ≈ alpha_lr·λ whatever the loss) or "sgd" (extension: α -= alpha_lr·λ·∂L/∂α, so cells
-        with a larger loss -log p lose weight faster — the classical self-paced reading).
+    alpha_optimizer : how α is stepped (:func:`alpha_update`; the paper does not say).
+        "adam" (default, **the faithful one**: the authors' code puts α in the same Adam as
+        the network, so its per-use decrease is ≈ alpha_lr·λ whatever the loss — Adam
+        divides the gradient by its own running RMS; the published numbers come from this
+        rule, so it stays the default). "sgd" (extension: α -= alpha_lr·λ·∂L/∂α = alpha_lr·λ
+        ·(−log p) on used positive cells, so high-loss cells lose weight faster — the
+        classical self-paced reading; the step scales with the loss, hence with
+        ``reduction``; use a larger alpha_lr, e.g. 0.05–0.5). "proportional" (extension:
+        the SGD step divided by the mean |∂L/∂α| of the cells used at that step — mean step
+        alpha_lr·λ as under Adam, ordered by loss as under SGD, invariant to a global loss
+        scale).
     reset_optimizer : "auto" (rebuild Adam every epoch iff label-aware, as in the code),
         True or False.
     reduction : "sum" (code) or "mean" over batch and classes.
@@ -325,17 +396,19 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
 
     Table III rows: ``SelfPacedMIML(**table3_params(row))`` (see :data:`TABLE_III`).
 
-    Fitted: ``module_`` (the network), ``alpha_`` (final α, numpy), ``pseudo_labels_``,
-    ``history_`` (per-epoch loss, α statistics, validation metrics), ``threshold_``.
+    Fitted: ``module_`` (the network), ``alpha_`` (final α, numpy; one row per training
+    tile / instance in input order), ``pseudo_labels_``, ``history_`` (per-epoch loss, α
+    statistics, validation metrics), ``threshold_``, ``n_train_tiles_`` (training tiles or
+    instances), ``n_features_in_`` (feature path).
     """
 
     _torch_modules = ("module_",)
-    input_kind = "images"
     decision_threshold = 0.5
 
     def __init__(self, tile_size: int = 448, stride: int | None = None, border: str = "drop",
                  backbone: str = "resnet50", weights: str | None = None,
-                 image_size: int | None = None, granularity: str = "label",
+                 image_size: int | None = None, hidden: int | Sequence[int] = (128,),
+                 granularity: str = "label",
                  alpha_init: str = "sample", sampling: str = "weighted",
                  pseudo_label: str = "bernoulli", coefficient: str = "label_aware",
                  n_classes_for_coefficient: int | None = None, lr: float = 1e-3,
@@ -354,6 +427,7 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
         self.backbone = backbone
         self.weights = weights
         self.image_size = image_size
+        self.hidden = hidden
         self.granularity = granularity
         self.alpha_init = alpha_init
         self.sampling = sampling
@@ -378,6 +452,40 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
         self.resume = resume
         self.verbose = verbose
 
+    # ------------------------------------------------------------------ input kind
+    @property
+    def input_kind(self) -> str:  # type: ignore[override]
+        """ "bags" with ``backbone="mlp"`` (feature path), else "images" (settable)."""
+        kind = self.__dict__.get("_input_kind")
+        if kind is not None:
+            return kind
+        return "bags" if getattr(self, "backbone", None) == "mlp" else "images"
+
+    @input_kind.setter
+    def input_kind(self, value: str) -> None:
+        self.__dict__["_input_kind"] = value
+
+    def _features(self) -> bool:
+        return self.backbone == "mlp"
+
+    def _hidden_sizes(self) -> tuple[int, ...]:
+        h = self.hidden
+        if h is None:
+            return ()
+        hs = (h,) if isinstance(h, (int, np.integer)) else tuple(h)
+        if not all(isinstance(v, (int, np.integer)) and v >= 1 for v in hs):
+            raise ValueError(f"hidden must be an int >= 1 or a tuple of them, got {h!r}")
+        return tuple(int(v) for v in hs)
+
+    def _feature_bags(self, X: Any, reset: bool) -> Any:
+        bags = as_bags(X, dtype=np.float32)
+        if reset:
+            self.n_features_in_ = int(bags.n_features)
+        elif bags.n_features != self.n_features_in_:
+            raise ValueError(f"X has {bags.n_features} features per instance, but "
+                             f"SelfPacedMIML was fitted with {self.n_features_in_}")
+        return bags
+
     # ------------------------------------------------------------------ checks / pieces
     def _check_params(self) -> None:
         for name, allowed in (("granularity", GRANULARITIES), ("alpha_init", INITS),
@@ -391,9 +499,11 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
         C = self.n_classes_for_coefficient
         if C is not None and (not isinstance(C, (int, np.integer)) or C < 2):
             raise ValueError(f"n_classes_for_coefficient must be None or an int >= 2, got {C!r}")
-        if self.alpha_optimizer not in ("adam", "sgd"):
-            raise ValueError(f"alpha_optimizer must be 'adam' or 'sgd', "
+        if self.alpha_optimizer not in ALPHA_OPTIMIZERS:
+            raise ValueError(f"alpha_optimizer must be one of {ALPHA_OPTIMIZERS}, "
                              f"got {self.alpha_optimizer!r}")
+        if self._features():
+            self._hidden_sizes()
         if self.reduction not in ("sum", "mean"):
             raise ValueError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
         if self.reset_optimizer not in ("auto", True, False):
@@ -418,13 +528,17 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
     def _build_torch_module(self, name: str = "module_") -> nn.Module:
         if name != "module_":
             raise ValueError(f"unknown torch module {name!r}")
+        if self._features():
+            return SelfPacedMLP(int(self.n_features_in_), self._hidden_sizes(),
+                                int(self.n_labels_))
         bb = self._load_backbone(None)
         return SelfPacedNet(bb.trunk(), bb.feature_dim, int(self.n_labels_),
                             self.norm_mean_, self.norm_std_)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, Y: Any, eval_set: tuple[Any, Any] | None = None) -> SelfPacedMIML:
-        """Train on images ``X`` with image-level labels ``Y`` (n x K, 0/1).
+        """Train on images ``X`` (or feature bags with ``backbone="mlp"``) with image/bag-level
+        labels ``Y`` (n x K, 0/1).
 
         ``eval_set=(X_val, Y_val)`` adds per-epoch validation metrics (image level) to
         ``history_`` and enables early stopping on the validation "overall".
@@ -435,24 +549,39 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
         if self.threshold == "validation" and eval_set is None:
             raise ValueError("threshold='validation' needs fit(..., eval_set=(X_val, Y_val))")
         tau = 0.5 if self.threshold == "validation" else float(self.threshold)
-        images = _image_list(X)
-        Y = check_labels(Y, len(images), allow_unobserved=False)
-        self.n_labels_ = int(Y.shape[1])
         seed = int(self.random_state or 0)
-        bb = self._load_backbone(self.weights)
-        size = int(bb.preprocess.size)
-        self.input_size_ = size
-        self.norm_mean_ = tuple(float(v) for v in bb.preprocess.mean)
-        self.norm_std_ = tuple(float(v) for v in bb.preprocess.std)
-        tiler = self._tiler()
-        tiles, bag_index, _ = _tile_images(images, tiler, size)
+        net: nn.Module
+        if self._features():
+            bags = self._feature_bags(X, reset=True)
+            Y = check_labels(Y, bags.n_bags, allow_unobserved=False)
+            self.n_labels_ = int(Y.shape[1])
+            tiles = torch.from_numpy(np.ascontiguousarray(bags.instances, dtype=np.float32))
+            bag_index = bags.bag_index
+            x64 = tiles.double()
+            mu, sd = x64.mean(dim=0), x64.std(dim=0, unbiased=False)
+            sd = torch.where(sd > 1e-12, sd, torch.ones_like(sd))
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                net = SelfPacedMLP(self.n_features_in_, self._hidden_sizes(), self.n_labels_,
+                                   mu, sd)
+        else:
+            images = _image_list(X)
+            Y = check_labels(Y, len(images), allow_unobserved=False)
+            self.n_labels_ = int(Y.shape[1])
+            bb = self._load_backbone(self.weights)
+            size = int(bb.preprocess.size)
+            self.input_size_ = size
+            self.norm_mean_ = tuple(float(v) for v in bb.preprocess.mean)
+            self.norm_std_ = tuple(float(v) for v in bb.preprocess.std)
+            tiler = self._tiler()
+            tiles, bag_index, _ = _tile_images(images, tiler, size)
+            net = SelfPacedNet(bb.trunk(), bb.feature_dim, self.n_labels_, self.norm_mean_,
+                               self.norm_std_)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                net.head.reset_parameters()
         T = Y[bag_index].astype(np.float32)
         self.n_train_tiles_ = int(T.shape[0])
-        net = SelfPacedNet(bb.trunk(), bb.feature_dim, self.n_labels_, self.norm_mean_,
-                           self.norm_std_)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net.head.reset_parameters()
         store = None
         if self.granularity != "none":
             C = None if self.n_classes_for_coefficient is None \
@@ -464,9 +593,15 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
         Y_val = None
         if eval_set is not None:
             Xv, Yv = eval_set
-            imv = _image_list(Xv)
-            Y_val = check_labels(Yv, len(imv), allow_unobserved=False)
-            vt, vb, _ = _tile_images(imv, tiler, size)
+            if self._features():
+                bv = self._feature_bags(Xv, reset=False)
+                Y_val = check_labels(Yv, bv.n_bags, allow_unobserved=False)
+                vt = torch.from_numpy(np.ascontiguousarray(bv.instances, dtype=np.float32))
+                vb = bv.bag_index
+            else:
+                imv = _image_list(Xv)
+                Y_val = check_labels(Yv, len(imv), allow_unobserved=False)
+                vt, vb, _ = _tile_images(imv, tiler, size)
             val = (vt, torch.from_numpy(vb))
         task = SelfPacedTask(net, store, T, sampling=self.sampling,
                              pseudo_label=self.pseudo_label, reduction=self.reduction,
@@ -488,7 +623,7 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
             monitor="val_overall" if val is not None else "train_loss",
             monitor_mode="max" if val is not None else "min",
             restore_best=val is not None and self.early_stopping_patience is not None)
-        with preserve_rng_state():
+        with preserve_rng_state(), _torch_threads(1 if self._features() else None):
             trainer.fit(task, (tiles, torch.arange(len(T))), val)
         self.module_ = net.cpu().eval()
         if store is not None:
@@ -515,18 +650,29 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
 
     def _tile_probabilities(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         check_is_fitted(self, "module_")
-        images = _image_list(X)
-        tiles, bag, coords = _tile_images(images, self._tiler(), int(self.input_size_))
+        if self._features():
+            bags = self._feature_bags(X, reset=False)
+            tiles = torch.from_numpy(np.ascontiguousarray(bags.instances, dtype=np.float32))
+            bag, coords, n = bags.bag_index, None, bags.n_bags
+        else:
+            images = _image_list(X)
+            tiles, bag, coords = _tile_images(images, self._tiler(), int(self.input_size_))
+            n = len(images)
         dev = self._device()
         net = self.module_.to(dev).eval()
         out = []
         bs = max(int(self.batch_size), 1) * 4
-        with torch.no_grad():
+        with torch.no_grad(), _torch_threads(1 if self._features() else None):
             for s in range(0, tiles.shape[0], bs):
                 out.append(torch.sigmoid(net(tiles[s:s + bs].to(dev)).float()).cpu().numpy())
         self.module_ = net.cpu()
         P = np.concatenate(out).astype(np.float64) if out else np.zeros((0, self.n_labels_))
-        return P, bag, coords, len(images)
+        return P, bag, coords, n
+
+    def _require_images(self, what: str) -> None:
+        if self._features():
+            raise ValueError(f"{what} needs image input; this model uses backbone='mlp' "
+                             "(feature bags)")
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Image scores = class-wise max of tile probabilities (Eq. 7 before τ), n x K."""
@@ -534,8 +680,11 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
         return _bag_max(P, bag, n)
 
     def instance_scores(self, X: Any, return_coords: bool = False) -> Any:
-        """Per-tile probabilities: a list of (n_tiles_i x K) arrays (with ``return_coords``,
-        also the list of (n_tiles_i x 2) top-left (y, x) tile coordinates)."""
+        """Per-tile (feature path: per-instance) probabilities: a list of (n_tiles_i x K)
+        arrays (with ``return_coords``, images only, also the list of (n_tiles_i x 2)
+        top-left (y, x) tile coordinates)."""
+        if return_coords and self._features():
+            raise ValueError("return_coords needs image input (feature bags have no tiles)")
         P, bag, coords, n = self._tile_probabilities(X)
         cuts = np.searchsorted(bag, np.arange(1, n))
         scores = np.split(P, cuts)
@@ -548,6 +697,7 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
         :meth:`instance_scores`)."""
         from mimlkit.datasets.tiling import as_rgb_uint8
 
+        self._require_images("tile_coords")
         images = _image_list(X)
         tiler = self._tiler()
         return [tiler(as_rgb_uint8(images[i], where=f"image {i}"))[1]
@@ -560,6 +710,7 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
         overlapping tiles); tiles above τ are outlined. Returns the written paths."""
         from mimlkit._extras import require
 
+        self._require_images("save_heatmaps")
         matplotlib = require("report", "matplotlib", "SelfPacedMIML.save_heatmaps")
 
         matplotlib.use("Agg", force=False)

@@ -15,7 +15,9 @@ What is here (the estimator, its network, the trainer task and the metrics stay 
 * the pseudo-label dispatcher (:func:`dispatch_targets`, Eq. 8);
 * the self-paced loss (:func:`self_paced_bce`, Eq. 10);
 * the curriculum state (:class:`AlphaStore`: α, groups, coefficients, stored pseudo-labels) and
-  the row-wise Adam for α (:class:`SelfPacedAdam`).
+  the row-wise optimiser for α (:class:`SelfPacedAdam`), whose α step is the pure function
+  :func:`alpha_update` (``"adam"``: the authors' code; ``"sgd"`` / ``"proportional"``:
+  loss-aware extensions, see :data:`ALPHA_OPTIMIZERS`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "SAMPLINGS",
     "PSEUDO_LABELS",
     "COEFFICIENTS",
+    "ALPHA_OPTIMIZERS",
     "TABLE_III",
     "table3_params",
     "group_rows",
@@ -45,6 +48,7 @@ __all__ = [
     "self_paced_bce",
     "AlphaStore",
     "SelfPacedAdam",
+    "alpha_update",
 ]
 
 GRANULARITIES = ("label", "instance", "none")
@@ -52,6 +56,10 @@ INITS = ("ones", "data", "sample", "instance", "data_softmax", "sample_softmax")
 SAMPLINGS = ("weighted", "uniform")
 PSEUDO_LABELS = ("soft", "bernoulli", "bag")
 COEFFICIENTS = ("label_aware", "none")
+#: α update rules of :func:`alpha_update`: "adam" (the authors' code, default), "sgd" (plain
+#: gradient step, α -= lr·λ·∂L/∂α) and "proportional" (gradient step normalised by the mean
+#: |∂L/∂α| of the cells used at that step: scale-free like Adam, loss-ordered like SGD).
+ALPHA_OPTIMIZERS = ("adam", "sgd", "proportional")
 
 
 # ============================================================================ Table III
@@ -238,6 +246,62 @@ def self_paced_bce(logits: torch.Tensor, targets: torch.Tensor,
     raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
 
 
+# ============================================================================ α update
+@torch.no_grad()
+def alpha_update(grad: torch.Tensor, lr: Any, mode: str = "adam",
+                 state: dict | None = None, active: torch.Tensor | None = None,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+                 ) -> torch.Tensor:
+    """The step Δ of one α update (the caller does ``α -= Δ``), row-wise learning rates.
+
+    grad : ∂L/∂α, (N, K) or (N,); lr : scalar or per-row (N,) learning rates (``alpha_lr·λ``);
+    active : bool (N,), rows updated at this step (default all; inactive rows get Δ = 0 and
+    keep their Adam moments); state : per-tensor dict (Adam moments ``exp_avg``,
+    ``exp_avg_sq``, per-row step counts ``row_step``), created and updated in place.
+
+    * ``"adam"`` (the authors' code): Δ = lr·m̂/(√v̂ + ε) with per-row bias correction. The
+      step is invariant to the gradient's scale: a cell's α falls by ≈ lr per use whatever
+      its loss (spec §2.5).
+    * ``"sgd"``: Δ = lr·g. With g = z·(−log p) (label granularity) the step is the loss
+      itself: high-loss (hard, ambiguous) cells lose weight faster — the classical
+      self-paced reading. It scales with the loss, so it depends on ``reduction`` and on
+      ``alpha_lr`` (0.05–0.5 is a typical range, not the 1e-3 of the Adam setting).
+    * ``"proportional"``: Δ = lr·g / mean(|g| over the cells with g ≠ 0 at this step): the
+      mean step of the used cells is lr (as under Adam, so ``alpha_lr`` keeps its meaning and
+      a global loss scale cancels) but cells are ordered by loss as under SGD.
+    """
+    n = grad.shape[0]
+    shape = (n,) + (1,) * (grad.dim() - 1)
+    lr_t = torch.as_tensor(lr, dtype=grad.dtype, device=grad.device)
+    lr_t = (lr_t.expand(n) if lr_t.dim() == 0 else lr_t).reshape(shape)
+    if active is None:
+        active = torch.ones(n, dtype=torch.bool, device=grad.device)
+    a = active.view(shape)
+    state = {} if state is None else state
+    if "row_step" not in state:
+        state["row_step"] = torch.zeros(n, dtype=grad.dtype, device=grad.device)
+    state["row_step"].add_(active.to(grad.dtype))
+    if mode == "sgd":
+        step = lr_t * grad
+    elif mode == "proportional":
+        nz = grad != 0
+        scale = grad.abs().sum() / nz.sum().clamp(min=1)
+        step = lr_t * grad / torch.where(scale > 0, scale, torch.ones_like(scale))
+    elif mode == "adam":
+        if "exp_avg" not in state:
+            state["exp_avg"] = torch.zeros_like(grad)
+            state["exp_avg_sq"] = torch.zeros_like(grad)
+        b1, b2 = betas
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m.copy_(torch.where(a, m * b1 + grad * (1 - b1), m))
+        v.copy_(torch.where(a, v * b2 + grad * grad * (1 - b2), v))
+        kk = state["row_step"].clamp(min=1).view(shape)
+        step = lr_t * (m / (1 - b1 ** kk)) / ((v / (1 - b2 ** kk)).sqrt() + eps)
+    else:
+        raise ValueError(f"alpha_optimizer must be one of {ALPHA_OPTIMIZERS}, got {mode!r}")
+    return torch.where(a, step, torch.zeros_like(step))
+
+
 # ============================================================================ curriculum state
 class AlphaStore(nn.Module):
     """α (a parameter), the real labels t, label-combination groups, per-row coefficients
@@ -332,6 +396,9 @@ class SelfPacedAdam(torch.optim.Adam):
     combination layout: a group's rows are updated (moments and step) only at steps where
     some row of the group has a non-zero gradient; bias correction counts per row.
 
+    A row-wise group's ``"alpha_optimizer"`` key picks the step rule of :func:`alpha_update`
+    (``"adam"`` default; ``"sgd"``, ``"proportional"``; the older ``row_sgd=True`` = "sgd").
+
     ``row_info()`` returns (group id per row, λ per row). Other groups: plain Adam.
     """
 
@@ -348,10 +415,6 @@ class SelfPacedAdam(torch.optim.Adam):
         g = p.grad
         n = p.shape[0]
         state = self.state[p]
-        if "exp_avg" not in state:
-            state["exp_avg"] = torch.zeros_like(p)
-            state["exp_avg_sq"] = torch.zeros_like(p)
-            state["row_step"] = torch.zeros(n, dtype=p.dtype, device=p.device)
         if self._row_info is not None:
             gid, lam = self._row_info()
             gid, lam = gid.to(p.device), lam.to(device=p.device, dtype=p.dtype)
@@ -365,23 +428,9 @@ class SelfPacedAdam(torch.optim.Adam):
         act = present[gid]
         if not bool(act.any()):
             return
-        b1, b2 = group["betas"]
-        shape = (n,) + (1,) * (p.dim() - 1)
-        a = act.view(shape)
-        if group.get("row_sgd"):  # plain SGD: the step follows the loss (-log p) per cell
-            k = state["row_step"]
-            k.add_(act.to(p.dtype))
-            p.sub_((group["lr"] * lam).view(shape) * g)
-            return
-        m, v, k = state["exp_avg"], state["exp_avg_sq"], state["row_step"]
-        k.add_(act.to(p.dtype))
-        m.copy_(torch.where(a, m * b1 + g * (1 - b1), m))
-        v.copy_(torch.where(a, v * b2 + g * g * (1 - b2), v))
-        kk = k.clamp(min=1).view(shape)
-        bc1 = 1 - b1 ** kk
-        bc2 = 1 - b2 ** kk
-        step = (group["lr"] * lam).view(shape) * (m / bc1) / ((v / bc2).sqrt() + group["eps"])
-        p.sub_(torch.where(a, step, torch.zeros_like(step)))
+        mode = group.get("alpha_optimizer") or ("sgd" if group.get("row_sgd") else "adam")
+        p.sub_(alpha_update(g, group["lr"] * lam, mode, state, act, group["betas"],
+                            group["eps"]))
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:  # noqa: D102
