@@ -25,9 +25,12 @@ Components are separate: :class:`SelfPacedNet` (model), :func:`self_paced_bce` (
 :class:`SelfPacedAdam` (row-wise learning rates) and :class:`SelfPacedTask` (the loop's task;
 the loop itself is :class:`mimlkit.deep.trainer.Trainer`). The building blocks (Table III rows,
 groups and coefficients, α initialisation, sampler, dispatcher, loss, :class:`AlphaStore`,
-:class:`SelfPacedAdam`) live in :mod:`mimlkit.deep.selfpaced_parts` and are re-exported here.
-α, groups and the sampler state are in the trainer's checkpoints, so ``resume=True`` continues
-exactly.
+:class:`SelfPacedAdam`) live in :mod:`mimlkit.deep.selfpaced_parts`, the image path
+(:class:`SelfPacedNet`, tiling) in :mod:`mimlkit.deep.selfpaced_images`, the feature path's
+head in :mod:`mimlkit.deep.selfpaced_mlp`, the task in :mod:`mimlkit.deep.selfpaced_task` and
+the metrics (:func:`paper_metrics`, :func:`select_threshold`) in
+:mod:`mimlkit.deep.selfpaced_metrics`; all are re-exported here. α, groups and the sampler
+state are in the trainer's checkpoints, so ``resume=True`` continues exactly.
 
 **Feature path** (``backbone="mlp"``): the framework is backbone-agnostic, so the same
 machinery (α store, sampler, dispatcher, loss, coefficients, every Table III switch) also
@@ -47,21 +50,26 @@ Table III of the paper, one row = one parameter set (see :data:`TABLE_III`)::
 
 from __future__ import annotations
 
-import contextlib
 import math
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from mimlkit.bags import as_bags, check_labels
+from mimlkit.deep.selfpaced_images import SelfPacedNet, _image_list, _tile_images
+from mimlkit.deep.selfpaced_metrics import (
+    THRESHOLD_GRID,  # noqa: F401  (re-exported)
+    _bag_max,
+    paper_metrics,  # noqa: F401  (re-exported)
+    select_threshold,
+)
+from mimlkit.deep.selfpaced_mlp import SelfPacedMLP, _torch_threads
 from mimlkit.deep.selfpaced_parts import (
     ALPHA_OPTIMIZERS,
     COEFFICIENTS,
@@ -81,7 +89,7 @@ from mimlkit.deep.selfpaced_parts import (
     self_paced_bce,
     table3_params,
 )
-from mimlkit.deep.trainer import TrainingTask
+from mimlkit.deep.selfpaced_task import SelfPacedTask
 from mimlkit.learners.base import MIMLClassifierMixin
 
 __all__ = [
@@ -103,235 +111,6 @@ __all__ = [
     "TABLE_III",
     "table3_params",
 ]
-
-
-# ============================================================================ model
-class SelfPacedNet(nn.Module):
-    """uint8 tiles (B, 3, s, s) -> per-class logits: normalisation + backbone trunk + linear."""
-
-    def __init__(self, trunk: nn.Module, feature_dim: int, n_labels: int,
-                 mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__()
-        self.trunk = trunk
-        self.head = nn.Linear(int(feature_dim), int(n_labels))
-        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32)
-                             .view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.uint8:
-            x = x.float().div(255.0)
-        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
-        return self.head(self.trunk(x))
-
-
-class SelfPacedMLP(nn.Module):
-    """Instance feature vectors (B, d) -> per-class logits: standardisation (training-instance
-    mean/std, buffers) + ``Linear-ReLU`` per hidden width (the ``trunk``) + linear ``head``.
-    ``hidden=()`` gives a linear instance model."""
-
-    def __init__(self, n_features: int, hidden: Sequence[int], n_labels: int,
-                 mean: Any = None, std: Any = None) -> None:
-        super().__init__()
-        d = int(n_features)
-        layers: list[nn.Module] = []
-        for h in hidden:
-            layers += [nn.Linear(d, int(h)), nn.ReLU()]
-            d = int(h)
-        self.trunk = nn.Sequential(*layers)
-        self.head = nn.Linear(d, int(n_labels))
-        mu = torch.zeros(int(n_features)) if mean is None else torch.as_tensor(mean)
-        sd = torch.ones(int(n_features)) if std is None else torch.as_tensor(std)
-        self.register_buffer("mean", mu.float().reshape(1, -1).clone())
-        self.register_buffer("std", sd.float().reshape(1, -1).clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk((x.float() - self.mean) / self.std))
-
-
-# ============================================================================ task
-class SelfPacedTask(TrainingTask):
-    """The trainer's task: sampler (epoch start), dispatcher + loss (step), regrouping,
-    coefficient update and optimizer reset (epoch end), bag-level validation (max over tiles).
-    """
-
-    def __init__(self, net: SelfPacedNet, store: AlphaStore | None, T: np.ndarray, *,
-                 sampling: str = "weighted", pseudo_label: str = "bernoulli",
-                 reduction: str = "sum", hflip: bool = True, reset_optimizer: bool = True,
-                 threshold: float = 0.5, Y_val: np.ndarray | None = None) -> None:
-        super().__init__()
-        self.net = net
-        self.store = store
-        self.register_buffer("T", torch.as_tensor((np.asarray(T) > 0).astype(np.float32)))
-        self.sampling = sampling
-        self.pseudo_label = pseudo_label
-        self.reduction = reduction
-        self.hflip = hflip
-        self.reset_opt = reset_optimizer
-        self.threshold = threshold
-        self.Y_val = Y_val
-
-    def param_groups(self) -> list[dict[str, Any]]:
-        groups: list[dict[str, Any]] = [{"params": list(self.net.parameters())}]
-        if self.store is not None:
-            groups.append({"params": [self.store.alpha], "row_wise": True,
-                           "alpha_optimizer": self._alpha_optimizer,
-                           "lr": float(self._alpha_lr)})
-        return groups
-
-    _alpha_lr: float = 1e-3
-    _alpha_optimizer: str = "adam"
-
-    def on_epoch_start(self, epoch: int, trainer: Any) -> None:
-        if self.sampling != "weighted":
-            trainer.sampler.set_weights(None)
-            return
-        alpha = self.store.alpha if self.store is not None else None
-        w = sampler_weights(alpha, self.T).cpu().numpy()
-        if not np.isfinite(w).all() or w.sum() <= 0:
-            warnings.warn("instance sampler: every tile has zero weight (all α <= 0); "
-                          "falling back to uniform sampling for this epoch", stacklevel=2)
-            trainer.sampler.set_weights(None)
-            return
-        trainer.sampler.set_weights(w, num_samples=len(w), replacement=True)
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x, idx = batch
-        if self.hflip and x.dim() == 4:  # image tiles only (not feature vectors)
-            flip = torch.rand(x.shape[0], device=x.device) < 0.5
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-        logits = self.net(x)
-        t = self.T[idx]
-        if self.store is None:
-            return self_paced_bce(logits, t, None, self.reduction)
-        a = self.store.alpha[idx]
-        targets = dispatch_targets(a, t, self.pseudo_label)
-        self.store.record(idx, targets)
-        return self_paced_bce(logits, targets, a, self.reduction)
-
-    def on_epoch_end(self, epoch: int, trainer: Any, metrics: dict) -> dict | None:
-        if self.store is None:
-            return None
-        self.store.commit(getattr(trainer, "dist", None))
-        if self.store.coefficient == "label_aware":
-            self.store.regroup()
-        if self.reset_opt:
-            trainer.reset_optimizer()
-        return self.store.stats()
-
-    def validation_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
-        x, bag = batch
-        return {"p": torch.sigmoid(self.net(x).float()), "bag": bag}
-
-    def validation_epoch_end(self, outputs: list[dict]) -> dict[str, float]:
-        p = torch.cat([o["p"] for o in outputs]).cpu().numpy()
-        bag = torch.cat([o["bag"] for o in outputs]).cpu().numpy()
-        S = _bag_max(p, bag, len(self.Y_val))
-        return {f"val_{k}": v for k, v in paper_metrics(self.Y_val, S, self.threshold).items()}
-
-
-# ============================================================================ helpers
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """Run with ``n`` torch intra-op threads (restored afterwards); ``None``: unchanged.
-
-    The feature path's batches are tiny (B x d): intra-op parallelism there is pure
-    synchronisation overhead (measured 14x slower with 2 threads on busy cores), so it runs
-    single-threaded; use processes (seeds, folds) to fill the cores."""
-    if n is None:
-        yield
-        return
-    prev = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(prev)
-
-
-def _bag_max(p: np.ndarray, bag: np.ndarray, n_bags: int) -> np.ndarray:
-    """Class-wise max over each bag's tiles (Eq. 7 before the threshold)."""
-    S = np.full((n_bags, p.shape[1]), -np.inf)
-    np.maximum.at(S, bag, p)
-    return S
-
-
-def paper_metrics(Y: np.ndarray, S: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """Seed 002's metrics: F1 micro/macro, subset accuracy, mAP and their mean (overall)."""
-    from mimlkit.metrics import (
-        macro_f1,
-        mean_average_precision,
-        micro_f1,
-        overall_score,
-        subset_accuracy,
-    )
-
-    Yp = (S > threshold).astype(np.int8)
-    return {"f1_micro": float(micro_f1(Y, Yp)), "f1_macro": float(macro_f1(Y, Yp)),
-            "subset_accuracy": float(subset_accuracy(Y, Yp)),
-            "map": float(mean_average_precision(Y, S)), "overall": float(overall_score(Y, S, Yp))}
-
-
-#: τ grid searched by ``threshold="validation"`` (and the ablation benchmark).
-THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
-
-
-def select_threshold(Y: np.ndarray, S: np.ndarray, grid: Sequence[float] | None = None
-                     ) -> float:
-    """τ maximising F1 macro of ``S > τ`` on validation images (ties: the value closest to
-    the paper's 0.5). An extension: the paper fixes τ = 0.5 (Eq. 7)."""
-    from mimlkit.metrics import macro_f1
-
-    taus = np.asarray(THRESHOLD_GRID if grid is None else grid, dtype=np.float64)
-    f = np.array([macro_f1(Y, (S > t).astype(np.int8)) for t in taus])
-    best = np.flatnonzero(f >= f.max() - 1e-12)
-    return float(taus[best[np.argmin(np.abs(taus[best] - 0.5))]])
-
-
-def _image_list(X: Any) -> Any:
-    from mimlkit.datasets.base import ImageSet, MIMLDataset
-
-    if isinstance(X, MIMLDataset):
-        X = X.inputs("images")
-    if isinstance(X, ImageSet):
-        return X
-    if isinstance(X, np.ndarray) and X.ndim == 4:
-        return list(X)
-    if isinstance(X, np.ndarray) and X.ndim == 3:
-        return [X]
-    if isinstance(X, (list, tuple)):
-        return X
-    raise ValueError(f"SelfPacedMIML expects images (ImageSet, list of H x W x 3 arrays or an "
-                     f"N x H x W x 3 array), got {type(X).__name__}")
-
-
-def _tile_images(images: Any, tiler: Any, size: int, chunk: int = 2048
-                 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """Tile every image and resize tiles to ``size``: (uint8 N x 3 x s x s, bag index,
-    coords N x 2 (y, x))."""
-    from mimlkit.datasets.tiling import as_rgb_uint8
-
-    tiles, bags, coords = [], [], []
-    for i in range(len(images)):
-        img = as_rgb_uint8(images[i], where=f"image {i}")
-        t, c = tiler(img)
-        tiles.append(t)
-        coords.append(c)
-        bags.append(np.full(len(t), i, dtype=np.int64))
-    if not tiles:
-        raise ValueError("no images given")
-    arr = torch.from_numpy(np.concatenate(tiles)).permute(0, 3, 1, 2)
-    if arr.shape[-1] != size:
-        out = torch.empty((arr.shape[0], 3, size, size), dtype=torch.uint8)
-        for s in range(0, arr.shape[0], chunk):
-            x = arr[s:s + chunk].float()
-            y = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                              antialias=True)
-            out[s:s + chunk] = y.round_().clamp_(0, 255).to(torch.uint8)
-        arr = out
-    else:
-        arr = arr.contiguous()
-    return arr, np.concatenate(bags), np.concatenate(coords)
 
 
 # ============================================================================ estimator
