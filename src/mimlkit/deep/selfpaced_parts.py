@@ -2,8 +2,9 @@
 et al., "Self-Paced Learning for Images of Antinuclear Antibodies", IEEE TMI;
 ``specs/self_paced_miml.md``).
 
-What is here (the estimator, its network, the trainer task and the metrics stay in
-:mod:`mimlkit.deep.selfpaced`, which re-exports every public name below):
+What is here (the estimator is in :mod:`mimlkit.deep.selfpaced`, which re-exports every
+public name below; its networks, trainer task and metrics are in ``selfpaced_images``,
+``selfpaced_mlp``, ``selfpaced_task`` and ``selfpaced_metrics``):
 
 * switch values (``GRANULARITIES``, ``INITS``, ``SAMPLINGS``, ``PSEUDO_LABELS``,
   ``COEFFICIENTS``) and the paper's Table III rows (:data:`TABLE_III`, :func:`table3_params`);
