@@ -265,11 +265,12 @@ _LABELS_XML = typer.Option(None, "--labels-xml", help="Mulan XML label header (d
                            "to the ARFF, found by dataset stem).")
 _DATA_OPTS = typer.Option(None, "--option", "-o", help="Extra reader option KEY=VALUE "
                           "(e.g. label_column=Finding Labels, sep=|, tile=32, stride=16, "
-                          "image_dir=DIR, no_finding=None; regions=true for one instance per "
-                          "ground-truth segment region, with min_region_pixels=N and "
-                          "segmentation_dir=DIR; tile_truth=true with tile=N for per-tile "
-                          "truth from the same segmentations: labels covering at least "
-                          "tile_truth_share=0.25 of a tile's labelled pixels); repeatable.")
+                          "image_dir=DIR, no_finding=None); repeatable. With MSRC v2-style "
+                          "segmentations: regions=true makes one instance per ground-truth "
+                          "region, with min_region_pixels=N and segmentation_dir=DIR; "
+                          "tile_truth=true with tile=N gives each tile the labels covering at "
+                          "least tile_truth_share=0.25 of its labelled pixels. Whole-slide "
+                          "folders: tile=N with level=N or mpp=X.")
 
 
 @datasets_app.command("info")
