@@ -164,6 +164,10 @@ class BMIML(MIMLClassifierMixin, BaseEstimator):
         hi = np.where(flat, np.maximum(mid, 1.0), hi)
         hi = np.where(hi > lo, hi, lo + 1.0)
         self.target_min_, self.target_max_ = lo, hi
+        # a label never (always) present in training is scored 0 (1) under 'per_label': its
+        # regression output carries no information, only the ridge shrinkage
+        pos = (Y == 1).mean(axis=0)
+        self.constant_labels_ = np.where(pos == 0, 0.0, np.where(pos == 1, 1.0, np.nan))
 
     def _raw_scores(self, bags: Bags, G: np.ndarray | None) -> np.ndarray:
         if self.mode_ == "awlel_only":
@@ -180,7 +184,11 @@ class BMIML(MIMLClassifierMixin, BaseEstimator):
             s = np.clip(s, self.target_min_, self.target_max_)
         if self.decision == "paper_softmax":
             return softmax(s)
-        return (s - self.target_min_) / (self.target_max_ - self.target_min_)
+        p = (s - self.target_min_) / (self.target_max_ - self.target_min_)
+        const = getattr(self, "constant_labels_", None)  # absent in older pickles
+        if const is not None and np.isfinite(const).any():
+            p = np.where(np.isfinite(const), const, p)
+        return p
 
     def _explicit_threshold(self) -> bool:
         """A given ``tau`` (number, array or 'tune') or the paper's softmax rule is kept."""
