@@ -24,7 +24,11 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from mimlkit.cli_models import MEMORY_BUDGET_OPT  # typer + stdlib only
+from mimlkit.cli_models import (  # typer + stdlib only
+    _DATA_OPTS,
+    _LABELS_XML,
+    MEMORY_BUDGET_OPT,
+)
 
 __all__ = ["app", "main", "parse_param", "parse_params", "PROTOCOL_HELP"]
 
@@ -261,16 +265,6 @@ def _warning_line(message, category, filename, lineno, file=None, line=None) -> 
 
 
 # ----------------------------------------------------------------------------- datasets
-_LABELS_XML = typer.Option(None, "--labels-xml", help="Mulan XML label header (default: next "
-                           "to the ARFF, found by dataset stem).")
-_DATA_OPTS = typer.Option(None, "--option", "-o", help="Extra reader option KEY=VALUE "
-                          "(e.g. label_column=Finding Labels, sep=|, tile=32, stride=16, "
-                          "image_dir=DIR, no_finding=None); repeatable. With MSRC v2-style "
-                          "segmentations: regions=true makes one instance per ground-truth "
-                          "region, with min_region_pixels=N and segmentation_dir=DIR; "
-                          "tile_truth=true with tile=N gives each tile the labels covering at "
-                          "least tile_truth_share=0.25 of its labelled pixels. Whole-slide "
-                          "folders: tile=N with level=N or mpp=X.")
 
 
 @datasets_app.command("info")

@@ -157,6 +157,28 @@ def image_regions(seg: np.ndarray, classes: np.ndarray, min_pixels: int = 100,
     return regions, meta
 
 
+def image_paths_and_segmentation_dir(dataset: Any, segmentation_dir: Any,
+                                     purpose: str) -> tuple[Any, list, Path]:
+    """The dataset's images, their paths and its segmentation folder (given, or found next to the
+    label CSV); errors name the dataset / folder and say what ``purpose`` needs them."""
+    images = dataset.inputs("images")
+    paths = images.paths
+    if any(p is None for p in paths):
+        raise ValueError(f"dataset {dataset.name!r}: {purpose} image files (their "
+                         "segmentation files are found by image name)")
+    if segmentation_dir is None:
+        src = dataset.meta.get("source")
+        segmentation_dir = default_segmentation_dir(src) if src else None
+        if segmentation_dir is None:
+            raise ValueError(f"{src or dataset.name}: no segmentation folder given and none of "
+                             f"{', '.join(SEGMENTATION_DIRS)} exists next to it; pass "
+                             "segmentation_dir=")
+    seg_dir = Path(segmentation_dir)
+    if not seg_dir.is_dir():
+        raise ValueError(f"{seg_dir}: segmentation folder not found")
+    return images, paths, seg_dir
+
+
 def extract_region_features(
     dataset: MIMLDataset,
     segmentation_dir: str | Path | None = None,
@@ -175,21 +197,8 @@ def extract_region_features(
     if isinstance(min_pixels, bool) or not isinstance(min_pixels, (int, np.integer)) \
             or min_pixels < 1:
         raise ValueError(f"min_region_pixels must be a positive integer, got {min_pixels!r}")
-    images = dataset.inputs("images")
-    paths = images.paths  # type: ignore[union-attr]
-    if any(p is None for p in paths):
-        raise ValueError(f"dataset {dataset.name!r}: region bags need image files (their "
-                         "segmentation files are found by image name)")
-    if segmentation_dir is None:
-        src = dataset.meta.get("source")
-        segmentation_dir = default_segmentation_dir(src) if src else None
-        if segmentation_dir is None:
-            raise ValueError(f"{src or dataset.name}: no segmentation folder given and none of "
-                             f"{', '.join(SEGMENTATION_DIRS)} exists next to it; pass "
-                             "segmentation_dir=")
-    seg_dir = Path(segmentation_dir)
-    if not seg_dir.is_dir():
-        raise ValueError(f"{seg_dir}: segmentation folder not found")
+    images, paths, seg_dir = image_paths_and_segmentation_dir(dataset, segmentation_dir,
+                                                       "region bags need")
     feats: list[np.ndarray] = []
     metas: dict[str, list[np.ndarray]] = {}
     for i, path in enumerate(paths):

@@ -37,8 +37,7 @@ import numpy as np
 
 from mimlkit.datasets.base import MIMLDataset
 from mimlkit.datasets.regions import (
-    SEGMENTATION_DIRS,
-    default_segmentation_dir,
+    image_paths_and_segmentation_dir,
     read_segmentation,
     segmentation_file,
 )
@@ -120,21 +119,8 @@ def extract_tile_truth(
     if bags is None or cfg is None or "coords" not in bags.instance_meta:
         raise ValueError(f"dataset {dataset.name!r}: tile truth needs tile bags (load with "
                          "tile=N)")
-    images = dataset.inputs("images")
-    paths = images.paths  # type: ignore[union-attr]
-    if any(p is None for p in paths):
-        raise ValueError(f"dataset {dataset.name!r}: tile truth needs image files (their "
-                         "segmentation files are found by image name)")
-    if segmentation_dir is None:
-        src = dataset.meta.get("source")
-        segmentation_dir = default_segmentation_dir(src) if src else None
-        if segmentation_dir is None:
-            raise ValueError(f"{src or dataset.name}: no segmentation folder given and none of "
-                             f"{', '.join(SEGMENTATION_DIRS)} exists next to it; pass "
-                             "segmentation_dir=")
-    seg_dir = Path(segmentation_dir)
-    if not seg_dir.is_dir():
-        raise ValueError(f"{seg_dir}: segmentation folder not found")
+    images, paths, seg_dir = image_paths_and_segmentation_dir(dataset, segmentation_dir,
+                                                       "tile truth needs")
     tiler = TileBagger(int(cfg["tile_size"]), cfg.get("stride"), cfg.get("border", "drop"))
     K = dataset.Y.shape[1]
     coords = bags.instance_meta["coords"]
