@@ -81,12 +81,34 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
                                             "norm_up": 0.5},
     },
     "transmil": {
-        "lr 3e-3, 15 epochs": {},
+        "lr 3e-3, 15 epochs": {"max_epochs": 15},
         "lr 1e-3, 15 epochs": {"lr": 1e-3},
         "lr 3e-4, 30 epochs": {"lr": 3e-4, "max_epochs": 30},
         "lr 3e-3, 15 epochs, 10% internal validation": {"validation_fraction": 0.1},
         "lr 1e-3, 15 epochs, 10% internal validation": {"lr": 1e-3,
                                                         "validation_fraction": 0.1},
+        # round 2 (yeast: the class token alone overfits single-instance bags)
+        "class token + mean token readout": {"readout": "cls+mean"},
+        "8 epochs": {"max_epochs": 8},  # selected in round 2: the default now
+        "cls+mean, 30 epochs, 20% internal validation": {
+            "readout": "cls+mean", "max_epochs": 30, "validation_fraction": 0.2},
+    },
+    # the learners of paper 001's Table 1 added for issue 18 (their specs: docs/<name>.md)
+    "dba": {
+        "full covariance, background auto": {},
+        "diagonal covariance": {"covariance": "diag"},
+        "full covariance + background": {"background": True},
+        "diagonal + background": {"covariance": "diag", "background": True},
+        "scores = inferred proportions": {"bag_score": "proportion"},
+    },
+    "kisar": {
+        "alternating, shared key prototypes": {},
+        "independent label SVMs (n_iter=1)": {"n_iter": 1},
+    },
+    "ranklsim": {
+        "bias column, per-step support update": {},
+        "no bias (paper)": {"bias": None},
+        "paper's alternation (support fixed per epoch)": {"support_update": "heuristic"},
     },
     # the scale="auto" rule (docs/defaults.md §1) against its alternatives
     "mimlsvm": {

@@ -55,15 +55,58 @@ def test_f1_and_rate_modes():
 def test_unobserved_entries_are_ignored():
     Y = np.array([[1], [0], [-1], [-1]])
     S = np.array([[2.0], [-2.0], [5.0], [-5.0]])
-    t = choose_thresholds(S, Y, "hamming", 0.0)[0]
+    t = choose_thresholds(S, Y, "hamming", 0.0, margin_z=0, cross_check=False)[0]
     assert -2.0 < t < 2.0
+
+
+def test_a_gain_within_noise_does_not_switch_a_label_on():
+    # 4 held-out bags above the cut: 3 positives, 1 negative -> gain 2 < 1.645 * sqrt(4)
+    s = np.array([5.0, 4.0, 3.0, 2.5] + [0.0] * 96)[:, None]
+    y = np.array([1, 1, 0, 1] + [0] * 96)[:, None]
+    assert np.isinf(choose_thresholds(s, y, "hamming", 0.0)[0])
+    assert np.isfinite(choose_thresholds(s, y, "hamming", 0.0, margin_z=0)[0])
+    # 19 of 20 right above the cut: gain 18 >= 1.645 * sqrt(20), and it holds across halves -> predicted
+    s2 = np.array([5.0 - 0.1 * i for i in range(20)] + [0.0] * 80)[:, None]
+    y2 = np.array([1] * 4 + [0] + [1] * 15 + [0] * 80)[:, None]
+    t = choose_thresholds(s2, y2, "hamming", 0.0)[0]
+    assert np.isfinite(t) and int((s2[:, 0] > t).sum()) == 20
+
+
+def test_cross_check_drops_a_threshold_that_only_fits_its_own_bags():
+    # noise scores, 4 % positives: the best threshold on all bags saves a little (lucky top
+    # scores) but the threshold chosen on one half loses errors on the other half
+    rng = np.random.default_rng(3)
+    y = (rng.random(400) < 0.04).astype(int)
+    s = rng.normal(size=400)
+    from mimlkit.learners._thresholds import cross_checked_gain
+
+    assert cross_checked_gain(s, y == 1, 0.0, 0.0) <= 0
+    assert np.isinf(choose_thresholds(s[:, None], y[:, None], "hamming", 0.0)[0])
+    # a separable label passes both halves: 8 of 24 bags, all above the rest
+    s2 = np.r_[np.linspace(2, 3, 8), np.linspace(-3, -2, 16)]
+    y2 = np.r_[np.ones(8, int), np.zeros(16, int)]
+    assert cross_checked_gain(s2, y2 == 1) == 8
+    t = choose_thresholds(s2[:, None], y2[:, None], "hamming", 0.0)[0]
+    assert np.isfinite(t) and ((s2 > t) == (y2 == 1)).all()
+
+
+def test_t_criterion_needs_a_margin_beyond_noise():
+    S = np.array([[1.0, 0.0]] * 5)
+    thr = np.array([np.inf, np.inf])
+    Y = np.array([[1, 0]] * 3 + [[0, 1]] * 2)  # top label right 3 of 5 times
+    assert not t_criterion_helps(S, Y, thr)
+    assert t_criterion_helps(S, Y, thr, margin_z=0)
+    S10 = np.array([[1.0, 0.0]] * 10)
+    Y10 = np.array([[1, 0]] * 10)
+    assert t_criterion_helps(S10, Y10, thr)  # 10 of 10: 10 >= 1.645 * sqrt(10)
 
 
 def test_t_criterion_helps_rule():
     S = np.array([[0.2, 0.1], [0.3, 0.1], [0.1, 0.4]])
     thr = np.array([0.5, 0.5])
-    assert t_criterion_helps(S, np.array([[1, 0], [1, 0], [0, 1]]), thr)
-    assert not t_criterion_helps(S, np.array([[0, 1], [0, 1], [1, 0]]), thr)
+    assert t_criterion_helps(S, np.array([[1, 0], [1, 0], [0, 1]]), thr, margin_z=0)
+    assert not t_criterion_helps(S, np.array([[1, 0], [1, 0], [0, 1]]), thr, margin_z=3.09)
+    assert not t_criterion_helps(S, np.array([[0, 1], [0, 1], [1, 0]]), thr, margin_z=0)
 
 
 def test_fold_indices_cover_every_bag_once():

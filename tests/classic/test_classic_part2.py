@@ -73,7 +73,9 @@ def test_beats_chance(name, data):
     ap = average_precision(Yte, S)
     assert ap > chance + 0.15, (name, ap, chance)
     P = est.predict(Xte)
-    assert P.shape == Yte.shape and (P.sum(axis=1) >= 1).all()
+    assert P.shape == Yte.shape
+    if est.t_criterion_:  # data-chosen (t_criterion="auto"): every bag keeps a label then
+        assert (P.sum(axis=1) >= 1).all()
     if name != "mimlboost":  # MIBoosting's mean instance vote is a weak bag rule (by design)
         assert ((P == Yte).mean()) > 0.7
 

@@ -47,7 +47,8 @@ def test_learns_beats_chance(name, data):
     assert P.dtype == np.int8
     if est.t_criterion_:  # "auto": on when it adds no error on held-out training scores
         assert (P.sum(axis=1) >= 1).all()
-    assert ((P == Y[te]).mean()) > 0.7
+    # data-chosen thresholds: never worse than predicting no label (hamming loss)
+    assert (P != Y[te]).mean() <= (Y[te] == 1).mean(), ((P != Y[te]).mean(), Y[te].mean())
     assert est.score(bags[te], Y[te]) == pytest.approx(ap)
 
 

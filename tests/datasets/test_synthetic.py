@@ -214,7 +214,21 @@ def test_stress_variants_are_small_and_valid():
     ({"density": 0.0}, "density"),
     ({"label_noise": 0.7}, "label_noise"),
     ({"empty_share": 1.0}, "empty_share"),
+    ({"witness_share": 1.0}, "witness_share"),
 ])
 def test_stress_options_validated(kw, match):
     with pytest.raises(ValueError, match=match):
         make_miml_bags(**kw)
+
+
+def test_witness_share_gives_a_label_a_share_of_a_large_bag():
+    ds = make_miml_bags(n_bags=30, n_labels=3, n_features=4, bag_size=(500, 600),
+                        witness_share=0.02, random_state=0)
+    sizes = np.diff(ds.bags.offsets)
+    counts = np.add.reduceat(ds.instance_labels.astype(np.int64), ds.bags.offsets[:-1], axis=0)
+    need = np.maximum(1, np.rint(0.02 * np.minimum(sizes, 600)))[:, None] * (ds.Y == 1)
+    assert (counts >= need - 1).all() and (counts[ds.Y == 1] >= 9).all()
+    plain = make_miml_bags(n_bags=30, n_labels=3, n_features=4, bag_size=(500, 600),
+                           random_state=0)
+    pc = np.add.reduceat(plain.instance_labels.astype(np.int64), plain.bags.offsets[:-1], 0)
+    assert pc.max() <= 4  # 1-2 concept instances per label (+ co-occurrence partners)

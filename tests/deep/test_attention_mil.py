@@ -26,6 +26,7 @@ MODELS = {
     "transmil": lambda **k: TransMIL(n_heads=2, **k),
     "transmil-linear": lambda **k: TransMIL(n_heads=2, attention="linear",
                                             pos_encoding="sincos", **k),
+    "transmil-clsmean": lambda **k: TransMIL(n_heads=2, readout="cls+mean", **k),
     "dsmil": lambda **k: DSMIL(q_dim=8, **k),
     "meanmil": lambda **k: PoolMIL(pool="mean", **k),
     "maxmil": lambda **k: PoolMIL(pool="max", **k),
@@ -217,3 +218,27 @@ def test_transmil_internal_validation_part(data):
     Y[0, 0] = -1
     assert TransMIL(n_heads=2, validation_fraction=0.2, **FAST).fit(
         ds.bags, Y).validation_bags_ is None
+
+
+def test_thresholds_chosen_on_held_out_bags_unless_given(data):
+    ds = data
+    est = PoolMIL(pool="mean", **FAST).fit(ds.bags, ds.Y)
+    assert est.calibration_["method"] == "out-of-fold"  # 150 bags <= 200: 3 folds
+    assert est.threshold_.shape == (ds.Y.shape[1],)
+    fixed = PoolMIL(pool="mean", threshold=0.25, **FAST).fit(ds.bags, ds.Y)
+    assert fixed.threshold_ == 0.25 and not hasattr(fixed, "calibration_")
+    own = PoolMIL(pool="mean", threshold_mode="fixed", **FAST).fit(ds.bags, ds.Y)
+    assert own.threshold_ == 0.0  # BCE logits: the loss's own threshold
+    # a label with no signal (shuffled) is not switched on by noise on held-out bags
+    Y = ds.Y.copy()
+    Y[:, 0] = np.random.default_rng(0).permutation(Y[:, 0])
+    noisy = PoolMIL(pool="mean", **FAST).fit(ds.bags, Y)
+    assert np.isinf(noisy.threshold_[0])
+
+
+def test_transmil_readout_option():
+    X, Y = _tiny_bags(2)
+    est = TransMIL(n_heads=2, readout="cls+mean", **FAST).fit(X, Y)
+    assert est.module_.head.in_features == 2 * 16
+    with pytest.raises(ValueError, match="readout"):
+        TransMIL(n_heads=2, readout="max", **FAST).fit(X, Y)

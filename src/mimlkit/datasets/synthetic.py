@@ -32,7 +32,8 @@ Stress options of ``make_miml_bags`` (all off by default, so default data is unc
 -6..4), ``density`` (high-dimensional sparse instances: each cluster keeps a random support
 of ``density * n_features`` features; returned as a *dense* float32 array), many rare labels
 (``n_labels`` >= 50 with a low ``cardinality``), ``single_instance`` (one instance per bag),
-large bags (``bag_size=(500, 600)``), ``label_noise`` (bag-label flip rate) and
+large bags (``bag_size=(500, 600)``, with ``witness_share`` so that a positive label keeps
+a share of a large bag rather than 1-2 of its instances), ``label_noise`` (bag-label flip rate) and
 ``empty_share`` (share of bags with no label). ``stress_variants()`` names one small
 parameter set for each.
 """
@@ -123,6 +124,7 @@ def make_miml_bags(
     single_instance: bool = False,
     label_noise: float = 0.0,
     empty_share: float = 0.0,
+    witness_share: float = 0.0,
 ) -> MIMLDataset:
     """Bags of vectors with instance-level truth (``instance_labels``, n_instances x K).
 
@@ -155,6 +157,9 @@ def make_miml_bags(
         instances are drawn (``instance_labels`` keep the clean truth).
     empty_share : share of bags drawn with an empty label set (their instances are all
         background / distractors).
+    witness_share : a positive label of a bag gets ``max(1-2, round(witness_share * size))``
+        concept instances (0 = always 1-2, whatever the bag size: with bags of 500+
+        instances that is a witness rate of 0.2-0.4 %).
     """
     rng = _rng(random_state)
     n, K, d, C = int(n_bags), int(n_labels), int(n_features), int(n_concepts_per_label)
@@ -167,6 +172,8 @@ def make_miml_bags(
         raise ValueError(f"noise must be >= 0, got {noise!r}")
     B = int(n_background) if n_background is not None else max(3, K)
     _check_stress(d, feature_scale, density, label_noise, empty_share)
+    if not 0 <= witness_share < 1:
+        raise ValueError(f"witness_share must be in [0, 1), got {witness_share!r}")
 
     def unit(m: int) -> np.ndarray:
         v = rng.standard_normal((m, d))
@@ -185,8 +192,12 @@ def make_miml_bags(
         sizes = np.maximum(n_pos, 1)
     else:
         m = Y.astype(np.int64) * rng.integers(1, 3, size=(n, K))  # 1-2 concept instances
+        base = rng.integers(lo, hi + 1, size=n)
+        if witness_share > 0:  # a share of the bag per positive label
+            w = np.maximum(1, np.rint(witness_share * base)).astype(np.int64)
+            m = np.maximum(m, Y.astype(np.int64) * w[:, None])
         n_pos = m.sum(axis=1)
-        sizes = np.maximum(rng.integers(lo, hi + 1, size=n), n_pos)
+        sizes = np.maximum(base, n_pos)
     n_other = sizes - n_pos
 
     # concept instances
@@ -246,7 +257,8 @@ def make_miml_bags(
     }
     stress = {"feature_scale": None if feature_scale is None else list(feature_scale),
               "density": density, "single_instance": single_instance or None,
-              "label_noise": label_noise or None, "empty_share": empty_share or None}
+              "label_noise": label_noise or None, "empty_share": empty_share or None,
+              "witness_share": witness_share or None}
     meta["params"].update({k: v for k, v in stress.items() if v is not None})
     meta.update(extra)
     return MIMLDataset(Y=Y, label_names=[f"label_{k}" for k in range(K)], bags=bags,
@@ -306,9 +318,10 @@ def stress_variants() -> dict[str, dict[str, Any]]:
         # bags of exactly one instance (multi-label instances)
         "single-instance": {"n_bags": 500, "n_labels": 5, "n_features": 16,
                             "single_instance": True},
-        # bags of 500-600 instances
+        # bags of 500-600 instances; a positive label holds 2 % of its bag (about 11
+        # instances: a witness rate of the order of tumour tiles in a positive slide)
         "large-bags": {"n_bags": 110, "n_labels": 4, "n_features": 8,
-                       "bag_size": (500, 600)},
+                       "bag_size": (500, 600), "witness_share": 0.02},
         # 5 % of the bag-label entries flipped
         "label-noise": {"n_bags": 400, "n_labels": 5, "n_features": 16, "label_noise": 0.05},
         # a fifth of the bags with no label at all

@@ -128,7 +128,8 @@ class ABMIL(BagMILBase):
                  grad_clip: float | None = None, label_correction: Any = None,
                  loss_schedules: dict | None = None,
                  early_stopping_patience: int | None = None, threshold: float | None = None,
-                 t_criterion: bool = True, random_state: int | None = 0,
+                 t_criterion: bool | str = "auto", threshold_mode: str = "hamming",
+                 random_state: int | None = 0,
                  device: str = "auto", amp: str | bool = "auto", n_threads: int | None = 1,
                  checkpoint_dir: str | None = None, resume: bool = False,
                  verbose: bool = False) -> None:
@@ -165,7 +166,8 @@ class PoolMIL(BagMILBase):
                  grad_clip: float | None = None, label_correction: Any = None,
                  loss_schedules: dict | None = None,
                  early_stopping_patience: int | None = None, threshold: float | None = None,
-                 t_criterion: bool = True, random_state: int | None = 0,
+                 t_criterion: bool | str = "auto", threshold_mode: str = "hamming",
+                 random_state: int | None = 0,
                  device: str = "auto", amp: str | bool = "auto", n_threads: int | None = 1,
                  checkpoint_dir: str | None = None, resume: bool = False,
                  verbose: bool = False) -> None:

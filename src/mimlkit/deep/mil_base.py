@@ -261,8 +261,15 @@ class BagMILBase(_HeadBase):
 
     _torch_modules = ("module_",)
     _uses_positions = False
+    #: thresholds from out-of-fold scores up to 200 training bags (3 small clones), above
+    #: from one 80/20 hold-out + refit (about 1.8x one fit)
+    _OOF_MAX_BAGS = 200
     _default_kind = "contribution"
     _score_kinds: tuple[str, ...] = ("attention", "logit", "contribution")
+
+    def _explicit_threshold(self) -> bool:
+        """A given ``threshold`` is kept (no data-chosen thresholds then)."""
+        return self.threshold is not None
 
     # ------------------------------------------------------------------ torch plumbing
     def _net(self) -> nn.Module:
@@ -414,8 +421,16 @@ _COMMON_DOC = """
     max_epochs, lr, batch_size, weight_decay, optimizer, grad_clip : trainer settings.
     label_correction, loss_schedules : single-positive extras (as ``MultiLabelHead``).
     early_stopping_patience : with ``fit(..., eval_set=...)``, stop on validation mAP.
-    threshold : decision threshold on logits; None = the loss's own.
-    t_criterion : predict at least the top label per bag.
+    threshold : a fixed decision threshold on logits (then nothing is chosen on data);
+        None = chosen as ``threshold_mode`` says.
+    threshold_mode : "hamming" (default): per-label thresholds chosen on bags held out of
+        training (3 folds up to 200 training bags, else one 80/20 split; then the final fit
+        on all of them;
+        ``learners/_thresholds.py``: a label is switched on only when it saves errors beyond
+        noise, so hamming loss stays at most the empty predictor's); "f1", "rate"; "fixed"
+        = the loss's own threshold.
+    t_criterion : "auto" (default): give a bag left empty its top label only when no
+        training bag is empty and that helps on the held-out bags; True / False.
     random_state : seeds initialisation, batching, subsampling and dropout.
     device : "auto" (CUDA when present), "cpu", "cuda".
     amp : mixed precision ("auto": bf16/fp16 on CUDA, off on CPU).
@@ -428,9 +443,9 @@ _COMMON_DEFAULTS: dict[str, Any] = dict(
     loss="bce", loss_params=None, hidden=128, dropout=0.1, scale="standard",
     max_instances=None, instance_dropout=0.0, max_epochs=40, lr=1e-3, batch_size=32,
     weight_decay=1e-4, optimizer="adamw", grad_clip=None, label_correction=None,
-    loss_schedules=None, early_stopping_patience=None, threshold=None, t_criterion=True,
-    random_state=0, device="auto", amp="auto", n_threads=1, checkpoint_dir=None,
-    resume=False, verbose=False)
+    loss_schedules=None, early_stopping_patience=None, threshold=None, t_criterion="auto",
+    threshold_mode="hamming", random_state=0, device="auto", amp="auto", n_threads=1,
+    checkpoint_dir=None, resume=False, verbose=False)
 
 
 def set_common(est: Any, values: dict[str, Any]) -> None:

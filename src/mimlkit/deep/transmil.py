@@ -125,20 +125,22 @@ def _sincos(pos: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class TransMILNet(nn.Module):
-    """Projection -> [CLS; tokens] -> layer -> PPEG -> layer -> LayerNorm -> CLS logits."""
+    """Projection -> [CLS; tokens] -> layer -> PPEG -> layer -> LayerNorm -> CLS logits
+    (``readout="cls+mean"``: the logits read the class token and the mean instance token)."""
 
     def __init__(self, n_features: int, n_labels: int, hidden: int = 128, n_heads: int = 4,
                  dropout: float = 0.1, pos_encoding: str | None = "ppeg",
-                 linear: bool = False) -> None:
+                 linear: bool = False, readout: str = "cls") -> None:
         super().__init__()
         self.pos_encoding = pos_encoding
+        self.readout = readout
         self.fc = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Dropout(dropout))
         self.cls_token = nn.Parameter(torch.randn(1, 1, hidden) * 0.02)
         self.layer1 = _Layer(hidden, n_heads, linear, dropout)
         self.layer2 = _Layer(hidden, n_heads, linear, dropout)
         self.ppeg = _PPEG(hidden) if pos_encoding == "ppeg" else None
         self.norm = nn.LayerNorm(hidden)
-        self.head = nn.Linear(hidden, int(n_labels))
+        self.head = nn.Linear(hidden * (2 if readout == "cls+mean" else 1), int(n_labels))
 
     def _tokens(self, x: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor):
         h = self.fc(x)
@@ -156,15 +158,30 @@ class TransMILNet(nn.Module):
     def output_biases(self) -> list[torch.Tensor]:
         return [self.head.bias]
 
+    def _bag_vector(self, t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.readout != "cls+mean":
+            return t[:, 0]
+        m = mask.to(t.dtype)[..., None]
+        mean = (t[:, 1:] * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return torch.cat([t[:, 0], mean], -1)
+
+    def _instance_weight(self) -> torch.Tensor:
+        """Classifier weights applied to one instance token read as the whole bag."""
+        W = self.head.weight
+        if self.readout == "cls+mean":
+            h = W.shape[1] // 2
+            return W[:, :h] + W[:, h:]
+        return W
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         t, _ = self._tokens(x, mask, pos)
-        return self.head(t[:, 0])
+        return self.head(self._bag_vector(t, mask))
 
     def explain(self, x: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> dict:
         t, a = self._tokens(x, mask, pos)
-        s = t[:, 1:] @ self.head.weight.T
+        s = t[:, 1:] @ self._instance_weight().T
         a = a[..., None].expand_as(s).to(s.dtype)
-        return {"logits": self.head(t[:, 0]), "attention": a,
+        return {"logits": self.head(self._bag_vector(t, mask)), "attention": a,
                 "logit": s + self.head.bias, "contribution": a * s}
 
 
@@ -177,6 +194,8 @@ class TransMIL(BagMILBase):
     pos_encoding : "ppeg" (the paper's conditional encoding on the tile grid), "sincos" or
         None.
     attention : "full" (softmax) or "linear" (O(n) kernelised attention for huge bags).
+    readout : "cls" (the paper: the class token alone feeds the classifier) or
+        "cls+mean" (class token and mean instance token, concatenated).
     validation_fraction : share of the training bags held out (seeded) when ``fit`` gets no
         ``eval_set``: the epoch with the best validation mAP is restored. ``None`` trains on
         every bag for ``max_epochs``. Skipped with unobserved (-1) labels or < 20 bags.
@@ -188,16 +207,19 @@ class TransMIL(BagMILBase):
                  attention: str = "full", loss: str = "bce", loss_params: dict | None = None,
                  hidden: int = 128, dropout: float = 0.1, scale: str | None = "standard",
                  max_instances: int | None = None, instance_dropout: float = 0.0,
-                 max_epochs: int = 15, lr: float = 3e-3, batch_size: int = 32,
+                 max_epochs: int = 8, lr: float = 3e-3, batch_size: int = 32,
                  weight_decay: float = 1e-4, optimizer: str = "adamw",
                  grad_clip: float | None = None, label_correction: Any = None,
                  loss_schedules: dict | None = None,
                  early_stopping_patience: int | None = None, threshold: float | None = None,
-                 t_criterion: bool = True, random_state: int | None = 0,
+                 t_criterion: bool | str = "auto", threshold_mode: str = "hamming",
+                 random_state: int | None = 0,
                  device: str = "auto", amp: str | bool = "auto", n_threads: int | None = 1,
                  checkpoint_dir: str | None = None, resume: bool = False,
-                 verbose: bool = False, validation_fraction: float | None = None) -> None:
+                 verbose: bool = False, validation_fraction: float | None = None,
+                 readout: str = "cls") -> None:
         self.n_heads = n_heads
+        self.readout = readout
         self.validation_fraction = validation_fraction
         self.pos_encoding = pos_encoding
         self.attention = attention
@@ -209,9 +231,11 @@ class TransMIL(BagMILBase):
                              f"{self.pos_encoding!r}")
         if self.attention not in ("full", "linear"):
             raise ValueError(f"attention must be 'full' or 'linear', got {self.attention!r}")
+        if self.readout not in ("cls", "cls+mean"):
+            raise ValueError(f"readout must be 'cls' or 'cls+mean', got {self.readout!r}")
         return TransMILNet(int(self.n_features_in_), int(self.n_labels_), int(self.hidden),
                            int(self.n_heads), float(self.dropout), self.pos_encoding,
-                           self.attention == "linear")
+                           self.attention == "linear", self.readout)
 
 
 TransMIL.__doc__ = (TransMIL.__doc__ or "") + _COMMON_DOC

@@ -6,9 +6,17 @@ Every bag learner has ``threshold_mode``:
   probabilities; the papers' rule) and the T-criterion as the ``t_criterion`` parameter says;
 * ``"hamming"`` (default): per label, the threshold that makes the fewest errors on
   out-of-fold scores of the training bags. "Never predict this label" is one of the
-  candidates and wins unless a finite threshold makes strictly fewer errors (by
-  ``_MIN_GAIN`` of the calibration bags), so a label the learner cannot separate is not
-  predicted, and the training-side hamming loss is never above the empty predictor's;
+  candidates and wins unless a finite threshold saves errors **beyond noise**: (a) its gain
+  over never predicting, ``TP - FP`` among the bags it predicts positive, must be at least
+  ``_MIN_GAIN`` of the calibration bags and ``z * sqrt(TP + FP)`` (a one-sided sign test
+  that the precision of those predictions exceeds 1/2; ``z = MARGIN_Z`` = 1.645, the 5 %
+  level), and (b) the same rule applied to one half of the calibration bags must save
+  errors on the other half (both ways, summed: ``cross_checked_gain``), because the
+  threshold of the fewest errors is an optimistic pick on the bags it was chosen on. A
+  label the learner cannot separate, or one so rare that a few lucky held-out bags would
+  decide it, is then not predicted, and the hamming loss stays at or below the empty
+  predictor's on new data, not just on the calibration bags
+  (``benchmarks/select_threshold_margin.py`` chose the rule on inner splits);
 * ``"f1"``: per label, the threshold that maximises that label's F1 on the out-of-fold
   scores (more labels, higher recall; hamming loss may rise);
 * ``"rate"``: per label, the threshold that predicts as many positives as the training
@@ -16,7 +24,8 @@ Every bag learner has ``threshold_mode``:
 
 ``t_criterion="auto"`` (default) applies the T-criterion (every bag keeps its top label)
 only when no training bag has an empty label set **and** it does not add errors on the
-out-of-fold scores (the top label of a bag left empty is right at least half the time).
+out-of-fold scores (the top label of a bag left empty is right more often than wrong, by
+a sign-test margin ``TC_MARGIN_Z`` = 1.645).
 
 The held-out scores come from bag-level folds of the training data; how many depends on
 the data size (``MIMLClassifierMixin._fit_and_calibrate``).
@@ -26,10 +35,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["THRESHOLD_MODES", "choose_thresholds", "t_criterion_helps", "fold_indices"]
+__all__ = ["THRESHOLD_MODES", "MARGIN_Z", "choose_thresholds", "t_criterion_helps",
+           "fold_indices"]
 
 THRESHOLD_MODES = ("fixed", "hamming", "f1", "rate")
 _MIN_GAIN = 0.005  # a finite threshold must save at least this share of calibration bags
+MARGIN_Z = 1.645  # gain TP - FP must reach z * sqrt(TP + FP): one-sided sign test, 5 %
+CROSS_CHECK = True  # keep a label only if its threshold also helps on unseen calibration bags
+TC_MARGIN_Z = 1.645  # the T-criterion's sign-test margin
 
 
 def fold_indices(n: int, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -52,10 +65,63 @@ def _candidates(s: np.ndarray) -> np.ndarray:
     return np.concatenate([[-np.inf, lo], mids, [np.inf]])
 
 
+def _counts(s: np.ndarray, y: np.ndarray, cand: np.ndarray):
+    """(TP, FP) of ``score > t`` for every candidate ``t`` (vectorised: one sort)."""
+    order = np.argsort(s, kind="stable")
+    ss, yy = s[order], y[order]
+    idx = np.searchsorted(ss, cand, side="right")  # number of scores <= t
+    cum_pos = np.concatenate([[0], np.cumsum(yy)])  # positives among the lowest i scores
+    tp = int(yy.sum()) - cum_pos[idx]
+    return tp, (ss.size - idx) - tp
+
+
+def _closest(c: np.ndarray, native: float) -> float:
+    """The finite candidate closest to the native threshold (else the first)."""
+    finite = np.isfinite(c)
+    if finite.any():
+        c = c[finite]
+        return float(c[np.argmin(np.abs(c - native))])
+    return float(c[0])
+
+
+def _fewest_errors(s: np.ndarray, y: np.ndarray, native: float, z: float) -> float:
+    """The hamming rule on one label: the error-minimising threshold whose gain over never
+    predicting (TP - FP) passes ``_MIN_GAIN`` and ``z * sqrt(TP + FP)``; else ``+inf``."""
+    cand = _candidates(s)
+    tp, fp = _counts(s, y, cand)
+    gain = tp - fp
+    ok = (gain > 0) & (gain >= _MIN_GAIN * s.size) & (gain >= z * np.sqrt(tp + fp))
+    if not ok.any():
+        return np.inf
+    return _closest(cand[ok & (gain == gain[ok].max())], native)
+
+
+def cross_checked_gain(s: np.ndarray, y: np.ndarray, native: float = 0.0,
+                       margin_z: float = 0.0) -> int:
+    """Errors saved on held-out bags by the hamming rule's threshold when it is chosen on
+    the *other* half of the calibration bags (two halves, seeded, each way; summed).
+
+    The threshold of the fewest errors is an optimistic pick on the bags it was chosen on;
+    on bags it has not seen, a label whose gain was luck loses errors instead."""
+    perm = np.random.default_rng(0).permutation(s.size)
+    halves = (perm[::2], perm[1::2])
+    total = 0
+    for fit, ev in ((halves[0], halves[1]), (halves[1], halves[0])):
+        t = _fewest_errors(s[fit], y[fit], native, margin_z)
+        pred = s[ev] > t
+        total += int((pred & y[ev]).sum()) - int((pred & ~y[ev]).sum())
+    return total
+
+
 def choose_thresholds(S: np.ndarray, Y: np.ndarray, mode: str,
-                      native: float | np.ndarray = 0.0) -> np.ndarray:
+                      native: float | np.ndarray = 0.0,
+                      margin_z: float | None = None,
+                      cross_check: bool | None = None) -> np.ndarray:
     """Per-label thresholds (predict ``score > t``) from held-out scores ``S`` and labels
     ``Y`` (1 / 0; -1 entries are ignored). ``+inf`` = never predict the label.
+    ``"hamming"`` mode: ``margin_z`` (default ``MARGIN_Z``) is the sign-test margin and
+    ``cross_check`` (default ``CROSS_CHECK``) keeps a label only when the rule's threshold
+    also saves errors on calibration bags it was not chosen on (``cross_checked_gain``).
 
     Among equally good thresholds the one closest to the learner's native threshold is
     taken, so that small calibration sets do not move a threshold for nothing.
@@ -63,6 +129,8 @@ def choose_thresholds(S: np.ndarray, Y: np.ndarray, mode: str,
     S = np.asarray(S, dtype=np.float64)
     Y = np.asarray(Y)
     n, K = S.shape
+    z = MARGIN_Z if margin_z is None else float(margin_z)
+    check = CROSS_CHECK if cross_check is None else bool(cross_check)
     native = np.broadcast_to(np.asarray(native, dtype=np.float64), (K,))
     out = np.empty(K)
     for k in range(K):  # K labels, each vectorised over its candidates
@@ -71,50 +139,35 @@ def choose_thresholds(S: np.ndarray, Y: np.ndarray, mode: str,
         if s.size == 0:
             out[k] = native[k]
             continue
-        cand = _candidates(s)
-        order = np.argsort(s, kind="stable")
-        ss, yy = s[order], y[order]
-        # predicted positive for candidate t: scores > t  ->  count via searchsorted
-        idx = np.searchsorted(ss, cand, side="right")  # number of scores <= t
-        pos_total = int(yy.sum())
-        cum_pos = np.concatenate([[0], np.cumsum(yy)])  # positives among the lowest i scores
-        fn = cum_pos[idx]
-        tp = pos_total - fn
-        n_pred = ss.size - idx
-        fp = n_pred - tp
         if mode == "hamming":
-            err = fp + fn
-            never = pos_total  # errors when the label is never predicted
-            best = err.min()
-            if best > never - _MIN_GAIN * ss.size or best >= never:
-                out[k] = np.inf
-                continue
-            good = np.flatnonzero(err == best)
-        elif mode == "f1":
-            f1 = np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+            t = _fewest_errors(s, y, native[k], z)
+            if np.isfinite(t) and check and cross_checked_gain(s, y, native[k], z) <= 0:
+                t = np.inf
+            out[k] = t
+            continue
+        cand = _candidates(s)
+        tp, fp = _counts(s, y, cand)
+        pos_total = int(y.sum())
+        if mode == "f1":
+            f1 = np.where(tp > 0, 2 * tp / np.maximum(tp + fp + pos_total, 1), 0.0)
             if f1.max() <= 0:
                 out[k] = np.inf
                 continue
             good = np.flatnonzero(f1 == f1.max())
         elif mode == "rate":
-            target = pos_total
-            gap = np.abs(n_pred - target)
+            gap = np.abs((tp + fp) - pos_total)
             good = np.flatnonzero(gap == gap.min())
         else:
             raise ValueError(f"threshold_mode must be one of {THRESHOLD_MODES}, got {mode!r}")
-        c = cand[good]
-        finite = np.isfinite(c)
-        if finite.any():
-            c = c[finite]
-            out[k] = float(c[np.argmin(np.abs(c - native[k]))])
-        else:
-            out[k] = float(c[0])
+        out[k] = _closest(cand[good], native[k])
     return out
 
 
-def t_criterion_helps(S: np.ndarray, Y: np.ndarray, thresholds: np.ndarray) -> bool:
-    """Whether giving every bag left empty by ``thresholds`` its top label adds no error
-    on held-out scores (right at least as often as wrong)."""
+def t_criterion_helps(S: np.ndarray, Y: np.ndarray, thresholds: np.ndarray,
+                      margin_z: float | None = None) -> bool:
+    """Whether giving every bag left empty by ``thresholds`` its top label saves errors on
+    held-out scores beyond noise: hits - misses >= ``margin_z * sqrt(hits + misses)``
+    (``MARGIN_Z`` by default; no bag left empty: True)."""
     S = np.asarray(S, dtype=np.float64)
     pred = S > thresholds
     empty = ~pred.any(axis=1)
@@ -123,4 +176,6 @@ def t_criterion_helps(S: np.ndarray, Y: np.ndarray, thresholds: np.ndarray) -> b
     rows = np.flatnonzero(empty)
     top = np.argmax(S[rows], axis=1)  # the label ``predict`` adds (the top-ranked one)
     hit = np.asarray(Y)[rows, top] == 1
-    return bool(hit.sum() >= (~hit).sum())
+    z = TC_MARGIN_Z if margin_z is None else float(margin_z)
+    h, m = int(hit.sum()), int((~hit).sum())
+    return bool(h - m >= z * np.sqrt(h + m)) if z > 0 else bool(h >= m)
