@@ -215,3 +215,19 @@ def test_reject_unobserved_labels(data):
     for name in FAST:
         with pytest.raises(ValueError, match="bag 0"):
             FAST[name]().fit(Xtr, Y)
+
+
+def test_instance_learners_refuse_data_beyond_their_design_limits():
+    from mimlkit.learners.base import RefusedData
+    from mimlkit.learners.classic.mimlboost import MIMLBoost
+    from mimlkit.learners.classic.mimlmisvm import MIMLmiSVM
+
+    rng = np.random.default_rng(0)
+    big = [rng.normal(size=(10_001, 2)).astype(np.float32) for _ in range(2)]
+    Y = np.array([[1, 0], [0, 1]])
+    with pytest.raises(RefusedData, match=r"20,002 instances > 20,000"):
+        MIMLmiSVM().fit(big, Y)
+    many = [rng.normal(size=(2, 2)).astype(np.float32) for _ in range(2_600)]
+    Ym = (rng.random((2_600, 100)) < 0.1).astype(int)
+    with pytest.raises(RefusedData, match=r"5,200 instances x 100 labels"):
+        MIMLBoost().fit(many, Ym)

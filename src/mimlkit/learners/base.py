@@ -45,6 +45,21 @@ def refuse_instance_label_pairs(name: str, n_instances: int, n_labels: int) -> N
             "bmiml or pooled-linear for this many labels")
 
 
+#: training instances above which MIML-miSVM refuses: it fits kernel SVMs over every training
+#: instance (per label, per re-labelling round), whose cost grows with their square
+MAX_KERNEL_INSTANCES = 20_000
+
+
+def refuse_kernel_instances(name: str, n_instances: int) -> None:
+    """Raise ``RefusedData`` when a kernel-SVM-on-every-instance learner would get more
+    than ``MAX_KERNEL_INSTANCES`` training instances."""
+    if int(n_instances) > MAX_KERNEL_INSTANCES:
+        raise RefusedData(
+            f"{name} fits kernel SVMs over every training instance (cost ~ their square): "
+            f"{int(n_instances):,} instances > {MAX_KERNEL_INSTANCES:,}; use mimlfast, "
+            "abmil or bmiml for bags this large, or subsample the instances")
+
+
 def t_criterion_predict(scores: np.ndarray, threshold: float | np.ndarray,
                         t_criterion: bool = True) -> np.ndarray:
     """{0,1} predictions: ``scores > threshold``; with the T-criterion every row keeps its

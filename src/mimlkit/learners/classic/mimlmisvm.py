@@ -25,7 +25,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from mimlkit.bags import Bags
-from mimlkit.learners.base import MIMLClassifierMixin, refuse_instance_label_pairs
+from mimlkit.learners.base import (
+    MIMLClassifierMixin,
+    refuse_instance_label_pairs,
+    refuse_kernel_instances,
+)
 from mimlkit.learners.classic._instance_scaling import (
     apply_scaling,
     fit_scaling,
@@ -172,6 +176,7 @@ class MIMLmiSVM(MIMLClassifierMixin, BaseEstimator):
     def fit(self, X: Any, Y: Any) -> MIMLmiSVM:
         bags, Y = self._validate_fit(X, Y)
         refuse_instance_label_pairs("MIML-miSVM", bags.n_instances, Y.shape[1])
+        refuse_kernel_instances("MIML-miSVM", bags.n_instances)
         if self.kernel not in ("rbf", "linear", "poly", "sigmoid"):
             raise ValueError(f"kernel must be 'rbf', 'linear', 'poly' or 'sigmoid', "
                              f"got {self.kernel!r}")
