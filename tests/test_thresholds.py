@@ -65,7 +65,7 @@ def test_a_gain_within_noise_does_not_switch_a_label_on():
     y = np.array([1, 1, 0, 1] + [0] * 96)[:, None]
     assert np.isinf(choose_thresholds(s, y, "hamming", 0.0)[0])
     assert np.isfinite(choose_thresholds(s, y, "hamming", 0.0, margin_z=0)[0])
-    # 19 of 20 right above the cut: gain 18 >= 1.645 * sqrt(20), and it holds across halves -> predicted
+    # 19 of 20 right above the cut: gain 18 >= 1.645 * sqrt(20), also across halves
     s2 = np.array([5.0 - 0.1 * i for i in range(20)] + [0.0] * 80)[:, None]
     y2 = np.array([1] * 4 + [0] + [1] * 15 + [0] * 80)[:, None]
     t = choose_thresholds(s2, y2, "hamming", 0.0)[0]

@@ -161,3 +161,14 @@ def test_bad_input(split, fitted):
     from sklearn.exceptions import NotFittedError
     with pytest.raises(NotFittedError):
         DBA().decision_function(Xte)
+
+
+def test_refuses_bags_with_more_labels_than_instances():
+    from mimlkit.learners.base import RefusedData
+
+    rng = np.random.default_rng(0)
+    X = [rng.normal(size=(1, 3)) for _ in range(30)]
+    Y = np.zeros((30, 3), dtype=int)
+    Y[:, :2] = 1  # two labels, one instance: the alignment cannot hold
+    with pytest.raises(RefusedData, match="100% of the training bags have more labels"):
+        DBA().fit(X, Y)

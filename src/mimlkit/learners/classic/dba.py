@@ -26,8 +26,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from mimlkit.bags import Bags
-from mimlkit.learners.base import MIMLClassifierMixin
+from mimlkit.learners.base import MIMLClassifierMixin, RefusedData
 from mimlkit.learners.classic._instance_scaling import apply_scaling, fit_scaling
+
+#: share of training bags with more labels than instances above which DBA refuses the data
+MAX_UNDERINSTANCED_SHARE = 0.5
 
 __all__ = ["DBA"]
 
@@ -266,6 +269,14 @@ class DBA(MIMLClassifierMixin, BaseEstimator):
         """Variational EM (D5)-(D9) with the label-set constraint of section 1.3."""
         bags, Y = self._validate_fit(X, Y)
         self._check_params()
+        # the alignment (D4) explains each label of a bag by one of its instances: a bag with
+        # more labels than instances (one-instance multi-label data) cannot be represented
+        short = float(((Y == 1).sum(axis=1) > np.diff(bags.offsets)).mean())
+        if short > MAX_UNDERINSTANCED_SHARE:
+            raise RefusedData(
+                f"DBA explains every label of a bag by one of its instances, but {short:.0%} of "
+                "the training bags have more labels than instances (e.g. one-instance "
+                "multi-label data); use pooled-linear, mimlfast or bmiml")
         rng = check_random_state(self.random_state)
         if self.background not in (True, False, "auto"):
             raise ValueError(f"background must be True, False or 'auto', got {self.background!r}")
