@@ -98,6 +98,8 @@ class DBA(MIMLClassifierMixin, BaseEstimator):
     means_ : ndarray (n_components, p); covariances_ : (n_components, p) diag,
         (n_components, p, p) full, (n_components,) spherical; alpha_ : (n_components,);
     elbo_ : ndarray, the bound (D10) after each EM iteration (non-decreasing);
+    constant_labels_ : (n_labels,) int8, -1 / +1 for a label never / always present in
+        training (scored absent / present), else 0.
     n_iter_ : int; converged_ : bool; background_ : bool;
     n_components_ : int (n_labels_ + background_); prior_strength_ : float.
     """
@@ -277,6 +279,9 @@ class DBA(MIMLClassifierMixin, BaseEstimator):
                 f"DBA explains every label of a bag by one of its instances, but {short:.0%} of "
                 "the training bags have more labels than instances (e.g. one-instance "
                 "multi-label data); use pooled-linear, mimlfast or bmiml")
+        pos = (Y == 1).sum(axis=0)
+        self.constant_labels_ = np.where(pos == 0, -1, np.where(pos == len(Y), 1, 0)).astype(
+            np.int8)
         rng = check_random_state(self.random_state)
         if self.background not in (True, False, "auto"):
             raise ValueError(f"background must be True, False or 'auto', got {self.background!r}")
@@ -352,8 +357,15 @@ class DBA(MIMLClassifierMixin, BaseEstimator):
         bags, phi, logphi, gamma = self._infer(X)
         lab = self._label_slice()
         if self.bag_score == "proportion":
-            return (gamma / gamma.sum(axis=1, keepdims=True))[:, lab]
-        return np.add.reduceat(-_log1m_phi(logphi), bags.offsets[:-1], axis=0)[:, lab]
+            S = (gamma / gamma.sum(axis=1, keepdims=True))[:, lab]
+            hi = 1.0
+        else:
+            S = np.add.reduceat(-_log1m_phi(logphi), bags.offsets[:-1], axis=0)[:, lab]
+            hi = 50.0  # P = 1 - exp(-50)
+        const = getattr(self, "constant_labels_", None)
+        if const is not None and const.any():  # never / always present in training
+            S = np.where(const < 0, 0.0, np.where(const > 0, hi, S))
+        return S
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """``P(y_c = 1) = 1 - prod_m (1 - phi_mc)`` (D12); ``E[theta_c]`` for "proportion"."""
