@@ -46,8 +46,12 @@ def main() -> None:
             new = {(r["dataset"], r["learner"]) for r in p["rows"]}
             rows = [r for r in rows if (r["dataset"], r["learner"]) not in new] + p["rows"]
             for k, v in p["datasets"].items():
-                if "skipped" not in v or k not in datasets:
-                    datasets[k] = v
+                if "skipped" in v and k in datasets:
+                    continue
+                if "seconds" in v and "seconds" in datasets.get(k, {}):
+                    # parts ran different learners: the dataset's time is their sum
+                    v = {**v, "seconds": round(datasets[k]["seconds"] + v["seconds"], 1)}
+                datasets[k] = v
             names += [n for n in p["learners"] if n not in names]
             commands.append(p.get("command") or "")
         out = Path(args.out) if args.out else RESULTS / "_zoo_tmp"
