@@ -60,6 +60,22 @@ def refuse_kernel_instances(name: str, n_instances: int) -> None:
             "abmil or bmiml for bags this large, or subsample the instances")
 
 
+def constant_label_codes(Y: np.ndarray) -> np.ndarray:
+    """Per label: -1 never present in training, +1 always present, 0 otherwise (int8)."""
+    pos = (np.asarray(Y) == 1).sum(axis=0)
+    return np.where(pos == 0, -1, np.where(pos == len(Y), 1, 0)).astype(np.int8)
+
+
+def pin_constant_labels(S: np.ndarray, codes: np.ndarray | None, absent: float,
+                        present: float) -> np.ndarray:
+    """Scores with the columns of labels constant in training fixed to ``absent`` /
+    ``present`` (their training terms carry no information); ``codes`` from
+    ``constant_label_codes`` (None: unchanged, e.g. an older pickle)."""
+    if codes is None or not codes.any():
+        return S
+    return np.where(codes < 0, absent, np.where(codes > 0, present, S)).astype(S.dtype)
+
+
 def t_criterion_predict(scores: np.ndarray, threshold: float | np.ndarray,
                         t_criterion: bool = True) -> np.ndarray:
     """{0,1} predictions: ``scores > threshold``; with the T-criterion every row keeps its

@@ -26,7 +26,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from mimlkit.bags import Bags
-from mimlkit.learners.base import MIMLClassifierMixin, RefusedData
+from mimlkit.learners.base import (
+    MIMLClassifierMixin,
+    RefusedData,
+    constant_label_codes,
+    pin_constant_labels,
+)
 from mimlkit.learners.classic._instance_scaling import apply_scaling, fit_scaling
 
 #: share of training bags with more labels than instances above which DBA refuses the data
@@ -279,9 +284,7 @@ class DBA(MIMLClassifierMixin, BaseEstimator):
                 f"DBA explains every label of a bag by one of its instances, but {short:.0%} of "
                 "the training bags have more labels than instances (e.g. one-instance "
                 "multi-label data); use pooled-linear, mimlfast or bmiml")
-        pos = (Y == 1).sum(axis=0)
-        self.constant_labels_ = np.where(pos == 0, -1, np.where(pos == len(Y), 1, 0)).astype(
-            np.int8)
+        self.constant_labels_ = constant_label_codes(Y)
         rng = check_random_state(self.random_state)
         if self.background not in (True, False, "auto"):
             raise ValueError(f"background must be True, False or 'auto', got {self.background!r}")
@@ -362,10 +365,7 @@ class DBA(MIMLClassifierMixin, BaseEstimator):
         else:
             S = np.add.reduceat(-_log1m_phi(logphi), bags.offsets[:-1], axis=0)[:, lab]
             hi = 50.0  # P = 1 - exp(-50)
-        const = getattr(self, "constant_labels_", None)
-        if const is not None and const.any():  # never / always present in training
-            S = np.where(const < 0, 0.0, np.where(const > 0, hi, S))
-        return S
+        return pin_constant_labels(S, getattr(self, "constant_labels_", None), 0.0, hi)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """``P(y_c = 1) = 1 - prod_m (1 - phi_mc)`` (D12); ``E[theta_c]`` for "proportion"."""

@@ -31,7 +31,11 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from mimlkit.bags import Bags
-from mimlkit.learners.base import MIMLClassifierMixin
+from mimlkit.learners.base import (
+    MIMLClassifierMixin,
+    constant_label_codes,
+    pin_constant_labels,
+)
 from mimlkit.learners.classic._instance_scaling import (
     apply_scaling,
     fit_scaling,
@@ -169,8 +173,7 @@ class RankLSIM(MIMLClassifierMixin, BaseEstimator):
         n, K = Y.shape
         # a label never (always) present in training is scored absent (present): its rank
         # terms carry no information about it
-        pos = (Y == 1).sum(axis=0)
-        self.constant_labels_ = np.where(pos == 0, -1, np.where(pos == n, 1, 0)).astype(np.int8)
+        self.constant_labels_ = constant_label_codes(Y)
         lam, n_epochs, B = self._resolve_params(n)
         rng = check_random_state(self.random_state)
         self.scale_offset_, self.scale_factor_ = fit_scaling(bags.instances, self.scale)
@@ -287,10 +290,7 @@ class RankLSIM(MIMLClassifierMixin, BaseEstimator):
         F = segment_max(S, bags.offsets)
         K = self.n_labels_
         out = F[:, :K] - F[:, K:] if F.shape[1] > K else F
-        const = getattr(self, "constant_labels_", None)
-        if const is not None and const.any():  # labels constant in training: fixed scores
-            out = np.where(const != 0, const.astype(out.dtype), out)
-        return out
+        return pin_constant_labels(out, getattr(self, "constant_labels_", None), -1.0, 1.0)
 
     def instance_scores(self, X: Any) -> list[np.ndarray]:
         """Per bag, the (n_i, n_labels) instance scores ``f_c(x)`` (Eq. 1); bag max = Eq. 2."""
