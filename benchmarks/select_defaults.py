@@ -109,6 +109,12 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
         "bias column, per-step support update": {},
         "no bias (paper)": {"bias": None},
         "paper's alternation (support fixed per epoch)": {"support_update": "heuristic"},
+        # round 3 (Eq. 3 is non-convex: the start decides the local optimum)
+        "heuristic, W = 0 start (round 3 current)": {"support_update": "heuristic"},
+        "heuristic, bag-mean start": {"support_update": "heuristic", "init": "mean"},
+        "heuristic, 4 restarts, lowest objective": {"support_update": "heuristic", "n_init": 4},
+        "heuristic, bag-mean start, 4 restarts": {"support_update": "heuristic", "init": "mean",
+                                                  "n_init": 4},
     },
     # the scale="auto" rule (docs/defaults.md §1) against its alternatives
     "mimlsvm": {

@@ -55,7 +55,7 @@ def test_f1_and_rate_modes():
 def test_unobserved_entries_are_ignored():
     Y = np.array([[1], [0], [-1], [-1]])
     S = np.array([[2.0], [-2.0], [5.0], [-5.0]])
-    t = choose_thresholds(S, Y, "hamming", 0.0, margin_z=0, cross_check=False)[0]
+    t = choose_thresholds(S, Y, "hamming", 0.0, margin_z=0, cross_check=False, fdr=0)[0]
     assert -2.0 < t < 2.0
 
 
@@ -64,7 +64,7 @@ def test_a_gain_within_noise_does_not_switch_a_label_on():
     s = np.array([5.0, 4.0, 3.0, 2.5] + [0.0] * 96)[:, None]
     y = np.array([1, 1, 0, 1] + [0] * 96)[:, None]
     assert np.isinf(choose_thresholds(s, y, "hamming", 0.0)[0])
-    assert np.isfinite(choose_thresholds(s, y, "hamming", 0.0, margin_z=0)[0])
+    assert np.isfinite(choose_thresholds(s, y, "hamming", 0.0, margin_z=0, fdr=0)[0])
     # 19 of 20 right above the cut: gain 18 >= 1.645 * sqrt(20), also across halves
     s2 = np.array([5.0 - 0.1 * i for i in range(20)] + [0.0] * 80)[:, None]
     y2 = np.array([1] * 4 + [0] + [1] * 15 + [0] * 80)[:, None]
@@ -81,13 +81,41 @@ def test_cross_check_drops_a_threshold_that_only_fits_its_own_bags():
     from mimlkit.learners._thresholds import cross_checked_gain
 
     assert cross_checked_gain(s, y == 1, 0.0, 0.0) <= 0
-    assert np.isinf(choose_thresholds(s[:, None], y[:, None], "hamming", 0.0)[0])
+    assert np.isinf(choose_thresholds(s[:, None], y[:, None], "hamming", 0.0, margin_z=0,
+                                      fdr=0, cross_check=True)[0])
     # a separable label passes both halves: 8 of 24 bags, all above the rest
     s2 = np.r_[np.linspace(2, 3, 8), np.linspace(-3, -2, 16)]
     y2 = np.r_[np.ones(8, int), np.zeros(16, int)]
     assert cross_checked_gain(s2, y2 == 1) == 8
-    t = choose_thresholds(s2[:, None], y2[:, None], "hamming", 0.0)[0]
+    t = choose_thresholds(s2[:, None], y2[:, None], "hamming", 0.0, cross_check=True)[0]
     assert np.isfinite(t) and ((s2 > t) == (y2 == 1)).all()
+
+
+def test_many_noise_labels_raise_the_margin_benjamini_hochberg():
+    from scipy.stats import norm
+
+    from mimlkit.learners._thresholds import MARGIN_Z, fdr_margin
+
+    # one label with 6 of 6 right above the cut: gain 6 >= 1.645 * sqrt(6) = 4.03
+    n = 330
+    s_good = np.r_[np.full(6, 3.0), np.zeros(n - 6)]
+    y_good = np.r_[np.ones(6, int), np.zeros(n - 6, int)]
+    assert np.isfinite(choose_thresholds(s_good[:, None], y_good[:, None], "hamming", 0.0)[0])
+    # ... alone it passes; among 59 rare labels the learner cannot predict, 6 of 6 is what
+    # luck gives one label in ~60, so the step-up margin rises and the label stays off
+    rng = np.random.default_rng(4)
+    Yn = (rng.random((n, 59)) < 0.03).astype(int)
+    Sn = rng.normal(size=Yn.shape)
+    S, Y = np.c_[s_good, Sn], np.c_[y_good, Yn]
+    z = fdr_margin(S, Y, MARGIN_Z, 0.05)
+    assert z > norm.isf(0.05 / 60) - 1e-9 or np.isinf(z)
+    assert np.isinf(choose_thresholds(S, Y, "hamming", 0.0)[0])
+    assert np.isfinite(choose_thresholds(S, Y, "hamming", 0.0, fdr=0)[0])
+    # when every label is strong the margin stays the per-label one
+    Ys = (rng.random((n, 20)) < 0.3).astype(int)
+    Ss = rng.normal(size=Ys.shape) + 4 * Ys
+    assert fdr_margin(Ss, Ys, MARGIN_Z, 0.05) == pytest.approx(MARGIN_Z)
+    assert np.isfinite(choose_thresholds(Ss, Ys, "hamming", 0.0)).all()
 
 
 def test_t_criterion_needs_a_margin_beyond_noise():

@@ -129,7 +129,7 @@ PRESETS["paper"].update({
     "mimlfast": {"scale": "standard", "norm_up": 10.0, "bias": None, **_FIXED},
     "mimlboost": {"gamma": 10.0, "code_scale": "paper", **_FIXED},
     "mimlmisvm": {"gamma": 0.2, **_FIXED},
-    "ranklsim": {"bias": None, **_FIXED},
+    "ranklsim": {"bias": None, "init": "zero", "n_init": 1, **_FIXED},
     "kisar": _FIXED,
     "dba": {"bag_score": "proportion", **_FIXED},
     "deepmiml": _FIXED,

@@ -6,17 +6,21 @@ Every bag learner has ``threshold_mode``:
   probabilities; the papers' rule) and the T-criterion as the ``t_criterion`` parameter says;
 * ``"hamming"`` (default): per label, the threshold that makes the fewest errors on
   out-of-fold scores of the training bags. "Never predict this label" is one of the
-  candidates and wins unless a finite threshold saves errors **beyond noise**: (a) its gain
+  candidates and wins unless a finite threshold saves errors **beyond noise**: its gain
   over never predicting, ``TP - FP`` among the bags it predicts positive, must be at least
   ``_MIN_GAIN`` of the calibration bags and ``z * sqrt(TP + FP)`` (a one-sided sign test
-  that the precision of those predictions exceeds 1/2; ``z = MARGIN_Z`` = 1.645, the 5 %
-  level), and (b) the same rule applied to one half of the calibration bags must save
-  errors on the other half (both ways, summed: ``cross_checked_gain``), because the
-  threshold of the fewest errors is an optimistic pick on the bags it was chosen on. A
-  label the learner cannot separate, or one so rare that a few lucky held-out bags would
-  decide it, is then not predicted, and the hamming loss stays at or below the empty
-  predictor's on new data, not just on the calibration bags
-  (``benchmarks/select_threshold_margin.py`` chose the rule on inner splits);
+  that the precision of those predictions exceeds 1/2), where ``z`` is ``MARGIN_Z`` = 1.645
+  (the 5 % level) raised by a Benjamini-Hochberg step-up over the labels (false-discovery
+  rate ``FDR_Q`` = 5 %, ``fdr_margin``): at 5 % per label, about one in twenty labels the
+  learner cannot predict would pass by luck, and on data with dozens of rare labels those
+  lucky labels cost more errors than the real ones save. When most labels pass easily the
+  margin stays 1.645; when few do, it rises towards the Bonferroni margin. A label the
+  learner cannot separate, or one so rare that a few lucky held-out bags would decide it, is
+  then not predicted, and the hamming loss stays at or below the empty predictor's on new
+  data, not just on the calibration bags. An optional cross-check (``cross_check=True``:
+  the threshold chosen on one half of the calibration bags must also save errors on the
+  other half) is off by default. ``benchmarks/select_threshold_margin.py`` chose the rule
+  on inner splits only;
 * ``"f1"``: per label, the threshold that maximises that label's F1 on the out-of-fold
   scores (more labels, higher recall; hamming loss may rise);
 * ``"rate"``: per label, the threshold that predicts as many positives as the training
@@ -35,14 +39,17 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["THRESHOLD_MODES", "MARGIN_Z", "choose_thresholds", "t_criterion_helps",
-           "fold_indices"]
+__all__ = ["THRESHOLD_MODES", "MARGIN_Z", "FDR_Q", "choose_thresholds", "fdr_margin",
+           "t_criterion_helps", "fold_indices"]
 
 THRESHOLD_MODES = ("fixed", "hamming", "f1", "rate")
 _MIN_GAIN = 0.005  # a finite threshold must save at least this share of calibration bags
 MARGIN_Z = 1.645  # gain TP - FP must reach z * sqrt(TP + FP): one-sided sign test, 5 %
-CROSS_CHECK = True  # keep a label only if its threshold also helps on unseen calibration bags
+CROSS_CHECK = False  # (off: the BH margin replaced it) keep a label only if its threshold
+#                     also helps on calibration bags it was not chosen on
 TC_MARGIN_Z = 1.645  # the T-criterion's sign-test margin
+FLOOR_NATIVE = False  # hamming thresholds may not fall below the learner's native one
+FDR_Q = 0.05  # Benjamini-Hochberg false-discovery rate over labels (0: per-label margin only)
 
 
 def fold_indices(n: int, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -96,6 +103,41 @@ def _fewest_errors(s: np.ndarray, y: np.ndarray, native: float, z: float) -> flo
     return _closest(cand[ok & (gain == gain[ok].max())], native)
 
 
+def _best_z(s: np.ndarray, y: np.ndarray) -> float:
+    """The largest sign-test statistic ``(TP - FP) / sqrt(TP + FP)`` over the thresholds
+    whose gain passes ``_MIN_GAIN`` (``-inf`` when none saves an error)."""
+    cand = _candidates(s)
+    tp, fp = _counts(s, y, cand)
+    gain = tp - fp
+    ok = (gain > 0) & (gain >= _MIN_GAIN * s.size)
+    if not ok.any():
+        return -np.inf
+    return float((gain[ok] / np.sqrt(tp[ok] + fp[ok])).max())
+
+
+def fdr_margin(S: np.ndarray, Y: np.ndarray, z: float, q: float) -> float:
+    """The sign-test margin after a Benjamini-Hochberg step-up over the labels at false-
+    discovery rate ``q`` (one-sided normal p-value of each label's best statistic; labels
+    with no positive calibration bag cannot be discovered and are not counted). Never below
+    ``z``; ``+inf`` when no label is discovered."""
+    from scipy.stats import norm
+
+    stats = []
+    for k in range(S.shape[1]):
+        obs = Y[:, k] >= 0
+        y = Y[obs, k] == 1
+        if y.any():
+            stats.append(_best_z(S[obs, k], y))
+    if q <= 0 or not stats:
+        return z
+    p = np.sort(norm.sf(np.asarray(stats)))
+    m = p.size
+    passed = np.flatnonzero(p <= q * np.arange(1, m + 1) / m)
+    if passed.size == 0:
+        return np.inf
+    return max(z, float(norm.isf(q * (passed[-1] + 1) / m)))
+
+
 def cross_checked_gain(s: np.ndarray, y: np.ndarray, native: float = 0.0,
                        margin_z: float = 0.0) -> int:
     """Errors saved on held-out bags by the hamming rule's threshold when it is chosen on
@@ -116,12 +158,17 @@ def cross_checked_gain(s: np.ndarray, y: np.ndarray, native: float = 0.0,
 def choose_thresholds(S: np.ndarray, Y: np.ndarray, mode: str,
                       native: float | np.ndarray = 0.0,
                       margin_z: float | None = None,
-                      cross_check: bool | None = None) -> np.ndarray:
+                      cross_check: bool | None = None,
+                      fdr: float | None = None,
+                      floor_native: bool | None = None) -> np.ndarray:
     """Per-label thresholds (predict ``score > t``) from held-out scores ``S`` and labels
     ``Y`` (1 / 0; -1 entries are ignored). ``+inf`` = never predict the label.
     ``"hamming"`` mode: ``margin_z`` (default ``MARGIN_Z``) is the sign-test margin and
     ``cross_check`` (default ``CROSS_CHECK``) keeps a label only when the rule's threshold
-    also saves errors on calibration bags it was not chosen on (``cross_checked_gain``).
+    also saves errors on calibration bags it was not chosen on (``cross_checked_gain``);
+    ``fdr`` (default ``FDR_Q``; 0 turns it off) raises the margin by a Benjamini-Hochberg
+    step-up over the labels (``fdr_margin``); ``floor_native`` (default ``FLOOR_NATIVE``)
+    never lets a finite threshold fall below the learner's native one.
 
     Among equally good thresholds the one closest to the learner's native threshold is
     taken, so that small calibration sets do not move a threshold for nothing.
@@ -131,6 +178,9 @@ def choose_thresholds(S: np.ndarray, Y: np.ndarray, mode: str,
     n, K = S.shape
     z = MARGIN_Z if margin_z is None else float(margin_z)
     check = CROSS_CHECK if cross_check is None else bool(cross_check)
+    floor = FLOOR_NATIVE if floor_native is None else bool(floor_native)
+    if mode == "hamming":
+        z = fdr_margin(S, Y, z, FDR_Q if fdr is None else float(fdr))
     native = np.broadcast_to(np.asarray(native, dtype=np.float64), (K,))
     out = np.empty(K)
     for k in range(K):  # K labels, each vectorised over its candidates
@@ -140,9 +190,11 @@ def choose_thresholds(S: np.ndarray, Y: np.ndarray, mode: str,
             out[k] = native[k]
             continue
         if mode == "hamming":
-            t = _fewest_errors(s, y, native[k], z)
+            t = _fewest_errors(s, y, native[k], z) if np.isfinite(z) else np.inf
             if np.isfinite(t) and check and cross_checked_gain(s, y, native[k], z) <= 0:
                 t = np.inf
+            if np.isfinite(t) and floor:
+                t = max(t, float(native[k]))
             out[k] = t
             continue
         cand = _candidates(s)
