@@ -64,6 +64,8 @@ RULES: dict[str, tuple] = {
     "cross-check + z = 1.645 + BH 10 %": (1.645, True, 1.645, 0.10),
     "z = 1.645 + BH 5 %": (1.645, False, 1.645, 0.05),
     "z = 1.645 + BH 5 % + never below the native threshold": (1.645, False, 1.645, 0.05, True),
+    "z = 1.645 + BH 5 %, T-criterion z = 2.326": (1.645, False, 2.326, 0.05),
+    "z = 1.645 + BH 5 %, T-criterion z = 3.09": (1.645, False, 3.09, 0.05),
 }
 LEARNERS = ["pooled-linear", "awlel", "bls", "mimlsvm", "mimlrbf", "mimlknn", "mimlnn",
             "mimlfast", "smipr", "transfer-lr", "multilabel-head", "meanmil", "ranklsim", "dba",
