@@ -106,6 +106,8 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
         "independent label SVMs (n_iter=1)": {"n_iter": 1},
     },
     "ranklsim": {
+        # {} = the defaults at run time: per-step support updates from W = 0 in round 1
+        # (select_ranklsim.md); defaults changed since (docs/ranklsim.md)
         "bias column, per-step support update": {},
         "no bias (paper)": {"bias": None},
         "paper's alternation (support fixed per epoch)": {"support_update": "heuristic"},

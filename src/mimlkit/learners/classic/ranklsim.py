@@ -51,9 +51,11 @@ _SUPPORT_UPDATES = ("step", "heuristic", "cccp")
 #: ``n_epochs="auto"``: at most this many bag visits, within these epoch bounds
 _AUTO_VISITS = 1_000_000
 _AUTO_EPOCHS = (10, 50)
-#: ``n_init`` restarts are compared after this many epochs (the winner then runs to the end)
+#: ``n_init`` restarts are compared after ``max(_PROBE_EPOCHS, _PROBE_SHARE * n_epochs)``
+#: epochs (the winner then runs to the end)
 _PROBE_EPOCHS = 5
 _PROBE_SHARE = 0.5
+#: ``init="mean"``: epochs on the bags' mean instances before the max rule takes over
 _INIT_EPOCHS = 5
 #: bags per chunk when the full objective (Eq. 3) is evaluated
 _OBJECTIVE_CHUNK = 256
@@ -122,7 +124,7 @@ class RankLSIM(MIMLClassifierMixin, BaseEstimator):
         (``benchmarks/results/select_ranklsim_round3.md``: mean rank 2.22 vs 2.89 for a
         single run from ``W = 0``); the ``paper`` preset keeps ``init="zero", n_init=1``.
     random_state : int, RandomState or None
-        Seeds the bag order of the epochs (the weights start at 0).
+        Seeds the bag order of the epochs and of the restarts.
 
     Attributes
     ----------
