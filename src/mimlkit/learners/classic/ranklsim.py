@@ -112,9 +112,10 @@ class RankLSIM(MIMLClassifierMixin, BaseEstimator):
         Start of the weights. Eq. 3 is non-convex and the support instances of the first
         epochs decide which local optimum a run reaches: from ``W = 0`` every first support
         instance is the bag's first instance (on 73 bags of 550 instances, six seeds gave
-        held-out AP 0.59-0.98). ``"mean"`` (MI-SVM's start, Andrews et al. 2003): the first
-        ``min(5, n_epochs)`` epochs see every bag as its mean instance (a convex problem),
-        then the max rule takes over (same six seeds: 0.79-0.99). ``"zero"``: the paper's
+        held-out AP 0.59-0.98; ``results/zoo_diagnose_ranklsim.md``). ``"mean"`` (MI-SVM's
+        start, Andrews et al. 2003): the first ``min(5, n_epochs)`` epochs see every bag as
+        its mean instance (a convex problem), then the max rule takes over (same six seeds:
+        0.79-0.99). ``"zero"``: the paper's
         start (the ``paper`` preset).
     n_init : int, default 4
         Restarts (different bag orders): each runs ``max(5, n_epochs // 2)`` epochs, and the
