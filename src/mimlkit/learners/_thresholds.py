@@ -91,43 +91,47 @@ def _closest(c: np.ndarray, native: float) -> float:
     return float(c[0])
 
 
-def _fewest_errors(s: np.ndarray, y: np.ndarray, native: float, z: float) -> float:
-    """The hamming rule on one label: the error-minimising threshold whose gain over never
-    predicting (TP - FP) passes ``_MIN_GAIN`` and ``z * sqrt(TP + FP)``; else ``+inf``."""
+def _table(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate thresholds of one label and their (TP, FP) counts."""
     cand = _candidates(s)
-    tp, fp = _counts(s, y, cand)
+    return (cand, *_counts(s, y, cand))
+
+
+def _pick(cand: np.ndarray, tp: np.ndarray, fp: np.ndarray, n: int, native: float,
+          z: float) -> float:
+    """The hamming rule on one label's table: the error-minimising threshold whose gain over
+    never predicting (TP - FP) passes ``_MIN_GAIN`` of the ``n`` bags and
+    ``z * sqrt(TP + FP)``; else ``+inf``."""
+    if not np.isfinite(z):
+        return np.inf
     gain = tp - fp
-    ok = (gain > 0) & (gain >= _MIN_GAIN * s.size) & (gain >= z * np.sqrt(tp + fp))
+    ok = (gain > 0) & (gain >= _MIN_GAIN * n) & (gain >= z * np.sqrt(tp + fp))
     if not ok.any():
         return np.inf
     return _closest(cand[ok & (gain == gain[ok].max())], native)
 
 
-def _best_z(s: np.ndarray, y: np.ndarray) -> float:
-    """The largest sign-test statistic ``(TP - FP) / sqrt(TP + FP)`` over the thresholds
-    whose gain passes ``_MIN_GAIN`` (``-inf`` when none saves an error)."""
-    cand = _candidates(s)
-    tp, fp = _counts(s, y, cand)
+def _fewest_errors(s: np.ndarray, y: np.ndarray, native: float, z: float) -> float:
+    """``_pick`` on the scores ``s`` and labels ``y`` of one label."""
+    return _pick(*_table(s, y), s.size, native, z)
+
+
+def _best_z(tp: np.ndarray, fp: np.ndarray, n: int) -> float:
+    """The largest sign-test statistic ``(TP - FP) / sqrt(TP + FP)`` of a label's table over
+    the thresholds whose gain passes ``_MIN_GAIN`` (``-inf`` when none saves an error)."""
     gain = tp - fp
-    ok = (gain > 0) & (gain >= _MIN_GAIN * s.size)
+    ok = (gain > 0) & (gain >= _MIN_GAIN * n)
     if not ok.any():
         return -np.inf
     return float((gain[ok] / np.sqrt(tp[ok] + fp[ok])).max())
 
 
-def fdr_margin(S: np.ndarray, Y: np.ndarray, z: float, q: float) -> float:
-    """The sign-test margin after a Benjamini-Hochberg step-up over the labels at false-
-    discovery rate ``q`` (one-sided normal p-value of each label's best statistic; labels
-    with no positive calibration bag cannot be discovered and are not counted). Never below
-    ``z``; ``+inf`` when no label is discovered."""
+def _bh_margin(stats: list[float], z: float, q: float) -> float:
+    """Benjamini-Hochberg step-up at rate ``q`` over the labels' best statistics (one-sided
+    normal p-values): the margin of the last discovery, never below ``z``; ``+inf`` when
+    no label is discovered; ``z`` when ``q <= 0`` or there is no label to test."""
     from scipy.stats import norm
 
-    stats = []
-    for k in range(S.shape[1]):
-        obs = Y[:, k] >= 0
-        y = Y[obs, k] == 1
-        if y.any():
-            stats.append(_best_z(S[obs, k], y))
     if q <= 0 or not stats:
         return z
     p = np.sort(norm.sf(np.asarray(stats)))
@@ -136,6 +140,21 @@ def fdr_margin(S: np.ndarray, Y: np.ndarray, z: float, q: float) -> float:
     if passed.size == 0:
         return np.inf
     return max(z, float(norm.isf(q * (passed[-1] + 1) / m)))
+
+
+def fdr_margin(S: np.ndarray, Y: np.ndarray, z: float, q: float) -> float:
+    """The sign-test margin after a Benjamini-Hochberg step-up over the labels at false-
+    discovery rate ``q`` (one-sided normal p-value of each label's best statistic; labels
+    with no positive calibration bag cannot be discovered and are not counted). Never below
+    ``z``; ``+inf`` when no label is discovered."""
+    stats = []
+    for k in range(S.shape[1]):
+        obs = Y[:, k] >= 0
+        y = Y[obs, k] == 1
+        if y.any():
+            _, tp, fp = _table(S[obs, k], y)
+            stats.append(_best_z(tp, fp, y.size))
+    return _bh_margin(stats, z, q)
 
 
 def cross_checked_gain(s: np.ndarray, y: np.ndarray, native: float = 0.0,
@@ -179,26 +198,31 @@ def choose_thresholds(S: np.ndarray, Y: np.ndarray, mode: str,
     z = MARGIN_Z if margin_z is None else float(margin_z)
     check = CROSS_CHECK if cross_check is None else bool(cross_check)
     floor = FLOOR_NATIVE if floor_native is None else bool(floor_native)
-    if mode == "hamming":
-        z = fdr_margin(S, Y, z, FDR_Q if fdr is None else float(fdr))
+    if mode not in THRESHOLD_MODES or mode == "fixed":
+        raise ValueError(f"threshold_mode must be one of {THRESHOLD_MODES}, got {mode!r}")
     native = np.broadcast_to(np.asarray(native, dtype=np.float64), (K,))
-    out = np.empty(K)
-    for k in range(K):  # K labels, each vectorised over its candidates
+    labels = []  # per label: observed scores, labels and their threshold table (one sort)
+    for k in range(K):
         obs = Y[:, k] >= 0
         s, y = S[obs, k], Y[obs, k] == 1
-        if s.size == 0:
+        labels.append((s, y, _table(s, y) if s.size else None))
+    if mode == "hamming":
+        q = FDR_Q if fdr is None else float(fdr)
+        z = _bh_margin([_best_z(tb[1], tb[2], s.size) for s, y, tb in labels if y.any()], z, q)
+    out = np.empty(K)
+    for k, (s, y, table) in enumerate(labels):  # each label vectorised over its candidates
+        if table is None:
             out[k] = native[k]
             continue
         if mode == "hamming":
-            t = _fewest_errors(s, y, native[k], z) if np.isfinite(z) else np.inf
+            t = _pick(*table, s.size, native[k], z)
             if np.isfinite(t) and check and cross_checked_gain(s, y, native[k], z) <= 0:
                 t = np.inf
             if np.isfinite(t) and floor:
                 t = max(t, float(native[k]))
             out[k] = t
             continue
-        cand = _candidates(s)
-        tp, fp = _counts(s, y, cand)
+        cand, tp, fp = table
         pos_total = int(y.sum())
         if mode == "f1":
             f1 = np.where(tp > 0, 2 * tp / np.maximum(tp + fp + pos_total, 1), 0.0)
@@ -206,11 +230,9 @@ def choose_thresholds(S: np.ndarray, Y: np.ndarray, mode: str,
                 out[k] = np.inf
                 continue
             good = np.flatnonzero(f1 == f1.max())
-        elif mode == "rate":
+        else:  # "rate"
             gap = np.abs((tp + fp) - pos_total)
             good = np.flatnonzero(gap == gap.min())
-        else:
-            raise ValueError(f"threshold_mode must be one of {THRESHOLD_MODES}, got {mode!r}")
         out[k] = _closest(cand[good], native[k])
     return out
 

@@ -307,15 +307,16 @@ class RankLSIM(MIMLClassifierMixin, BaseEstimator):
         for start in range(0, n, _OBJECTIVE_CHUNK):
             idx = np.arange(start, min(n, start + _OBJECTIVE_CHUNK))
             total += cls._subgradient(W, Xs, offsets, idx, pres, absn, inv_pairs, self_pair,
-                                      None, "step")[1] * idx.size
+                                      None, "step", grad=False)[1] * idx.size
         return total / max(n, 1) + 0.5 * lam * float(np.sum(W * W))
 
     @staticmethod
     def _subgradient(W: np.ndarray, Xs: np.ndarray, offsets: np.ndarray, idx: np.ndarray,
                      pres: np.ndarray, absn: np.ndarray, inv_pairs: np.ndarray,
                      self_pair: np.ndarray, support: np.ndarray | None,
-                     mode: str) -> tuple[np.ndarray, float]:
-        """Data term of Eq. 4 on the bags ``idx`` and their mean hinge rank loss (Eq. 3)."""
+                     mode: str, grad: bool = True) -> tuple[np.ndarray | None, float]:
+        """Data term of Eq. 4 on the bags ``idx`` and their mean hinge rank loss (Eq. 3);
+        ``grad=False``: the loss only (``None`` for the gradient)."""
         Kt = W.shape[0]
         rows, off = gather_rows(offsets, idx)
         Xb = Xs[rows]
@@ -334,6 +335,8 @@ class RankLSIM(MIMLClassifierMixin, BaseEstimator):
         viol = mask & (margin > 0)
         w = inv_pairs[idx]
         loss = float(np.sum(np.where(viol, margin, 0.0).sum(axis=(1, 2)) * w)) / idx.size
+        if not grad:
+            return None, loss
         cp = viol.sum(axis=2) * w[:, None]  # weight of -x*_bc per (b, c)
         cn = viol.sum(axis=1) * w[:, None]  # weight of +x*_bcbar per (b, cbar)
         cols = np.broadcast_to(np.arange(Kt), cp.shape)
