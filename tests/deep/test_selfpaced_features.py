@@ -156,3 +156,55 @@ def test_selfpaced_adam_uses_alpha_optimizer_key():
     np.testing.assert_allclose(moved["adam"], [0.1, 0.1], atol=1e-6)
     np.testing.assert_allclose(moved["sgd"], [0.2, 0.4], atol=1e-6)
     np.testing.assert_allclose(moved["proportional"], [0.2 / 3, 0.4 / 3], atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- Fig. 4b samplers
+def test_ohem_weights_rule():
+    from mimlkit.deep.selfpaced import ohem_weights
+
+    assert ohem_weights(np.full(4, np.nan)) is None  # nothing recorded: a plain pass
+    w = ohem_weights(np.array([2.0, np.nan, 0.0, 4.0]))
+    np.testing.assert_allclose(w, [2.0, 2.0, 2e-3, 4.0])  # unvisited = mean; floor
+
+
+def test_random_and_ohem_samplers_draw_as_documented():
+    from mimlkit.deep.distributed import EpochSampler
+    from mimlkit.deep.selfpaced import SelfPacedTask
+
+    T = np.array([[1, 0], [1, 1], [0, 1], [1, 0]], dtype=np.float32)
+    net = torch.nn.Linear(3, 2)
+
+    class _Tr:
+        sampler = EpochSampler(4, seed=1)
+        dist = None
+
+    task = SelfPacedTask(net, None, T, sampling="random")
+    task.on_epoch_start(0, _Tr)
+    draws = np.concatenate([_Tr.sampler.global_indices(e) for e in range(2000)])
+    assert len(_Tr.sampler.global_indices(0)) == 4
+    np.testing.assert_allclose(np.bincount(draws, minlength=4) / draws.size, 0.25, atol=0.02)
+    # some epoch repeats a tile (with replacement), unlike the uniform pass
+    assert any(len(set(_Tr.sampler.global_indices(e).tolist())) < 4 for e in range(50))
+
+    task = SelfPacedTask(net, None, T, sampling="ohem")
+    task.on_epoch_start(0, _Tr)  # no loss recorded yet: a shuffled pass
+    assert sorted(_Tr.sampler.global_indices(0).tolist()) == [0, 1, 2, 3]
+    x = torch.randn(4, 3)
+    task.training_step((x, torch.arange(4)), 0)
+    rec = task.last_loss.numpy().copy()
+    with torch.no_grad():
+        ref = torch.nn.functional.binary_cross_entropy_with_logits(
+            net(x), torch.from_numpy(T), reduction="none").sum(1).numpy()
+    np.testing.assert_allclose(rec, ref, rtol=1e-5)
+    task.on_epoch_start(1, _Tr)
+    draws = np.concatenate([_Tr.sampler.global_indices(e) for e in range(1, 3000)])
+    np.testing.assert_allclose(np.bincount(draws, minlength=4) / draws.size, ref / ref.sum(),
+                               atol=0.02)
+
+
+@pytest.mark.parametrize("sampling", ["random", "ohem"])
+def test_fig4b_samplers_fit_end_to_end(ds, sampling):
+    m = SelfPacedMIML(**{**FEAT, "max_epochs": 2}, sampling=sampling).fit(ds.bags, ds.Y)
+    assert m.n_epochs_ == 2 and m.decision_function(ds.bags).shape == (60, 3)
+    with pytest.raises(ValueError, match="sampling"):
+        SelfPacedMIML(**FEAT, sampling="hard").fit(ds.bags, ds.Y)

@@ -85,6 +85,7 @@ from mimlkit.deep.selfpaced_parts import (
     group_rows,
     init_alpha,
     label_aware_coefficients,
+    ohem_weights,
     sampler_weights,
     self_paced_bce,
     table3_params,
@@ -105,6 +106,7 @@ __all__ = [
     "label_aware_coefficients",
     "group_rows",
     "sampler_weights",
+    "ohem_weights",
     "dispatch_targets",
     "self_paced_bce",
     "select_threshold",
@@ -141,8 +143,11 @@ class SelfPacedMIML(MIMLClassifierMixin, BaseEstimator):
         (no α: plain BCE, Table III row 1).
     alpha_init : "ones", "data" (Eq. 11a, ▲), "sample" (Eq. 11b, △), "instance" (Eq. 12),
         "data_softmax" / "sample_softmax" (literal paper softmax over all K).
-    sampling : "weighted" (Eq. 5 sampler, N_tiles draws with replacement per epoch) or
-        "uniform" (a shuffled pass).
+    sampling : "weighted" (Eq. 5 sampler, N_tiles draws with replacement per epoch),
+        "uniform" (a shuffled pass: every tile once), or the Fig. 4b alternatives "random"
+        (N_tiles draws with replacement, equal probability) and "ohem" (N_tiles draws with
+        probability ∝ the tile's loss at its last visit, :func:`ohem_weights`; the paper
+        names OHEM without details, so this epoch-level hard-example sampler is our reading).
     pseudo_label : "bernoulli" (draws of Eq. 8's ξ̄), "soft" (ξ̄ itself, literal Eq. 10) or
         "bag" (every tile keeps the bag labels).
     coefficient : "label_aware" (α learning rate × ln(m)/ln(C), groups rebuilt every epoch)

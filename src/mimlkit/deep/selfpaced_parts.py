@@ -45,6 +45,7 @@ __all__ = [
     "label_aware_coefficients",
     "init_alpha",
     "sampler_weights",
+    "ohem_weights",
     "dispatch_targets",
     "self_paced_bce",
     "AlphaStore",
@@ -54,7 +55,11 @@ __all__ = [
 
 GRANULARITIES = ("label", "instance", "none")
 INITS = ("ones", "data", "sample", "instance", "data_softmax", "sample_softmax")
-SAMPLINGS = ("weighted", "uniform")
+#: tile sampling strategies: "weighted" (Eq. 5, the method), "uniform" (a shuffled pass, Table
+#: III's ×), and the Fig. 4b alternatives "random" (N draws with replacement, equal
+#: probability) and "ohem" (N draws with probability ∝ the tile's loss at its last visit:
+#: online hard example mining as an epoch-level sampler; see :func:`ohem_weights`).
+SAMPLINGS = ("weighted", "uniform", "random", "ohem")
 PSEUDO_LABELS = ("soft", "bernoulli", "bag")
 COEFFICIENTS = ("label_aware", "none")
 #: α update rules of :func:`alpha_update`: "adam" (the authors' code, default), "sgd" (plain
@@ -187,6 +192,22 @@ def sampler_weights(alpha: torch.Tensor | None, T: torch.Tensor) -> torch.Tensor
     if a.dim() == 1:
         return a
     return (a * T.double()).amax(dim=1)
+
+
+def ohem_weights(last_loss: np.ndarray, floor: float = 1e-3) -> np.ndarray | None:
+    """Fig. 4b's OHEM baseline as draw weights: each tile's loss at its last visit (NaN =
+    not yet visited); unvisited tiles get the mean recorded loss, and every weight at least
+    ``floor`` × that mean so no tile is starved. ``None`` when nothing is recorded yet
+    (epoch 0: a plain shuffled pass)."""
+    v = np.asarray(last_loss, dtype=np.float64)
+    seen = np.isfinite(v)
+    if not seen.any():
+        return None
+    mean = float(v[seen].mean())
+    if not mean > 0:
+        return None
+    w = np.where(seen, v, mean)
+    return np.maximum(w, floor * mean)
 
 
 def dispatch_targets(alpha: torch.Tensor | None, T: torch.Tensor, mode: str = "bernoulli",

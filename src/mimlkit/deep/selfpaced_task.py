@@ -16,12 +16,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from mimlkit.deep.selfpaced_images import SelfPacedNet
 from mimlkit.deep.selfpaced_metrics import _bag_max, paper_metrics
 from mimlkit.deep.selfpaced_parts import (
     AlphaStore,
     dispatch_targets,
+    ohem_weights,
     sampler_weights,
     self_paced_bce,
 )
@@ -50,6 +52,10 @@ class SelfPacedTask(TrainingTask):
         self.reset_opt = reset_optimizer
         self.threshold = threshold
         self.Y_val = Y_val
+        # per-tile loss at its last visit (OHEM sampler only; NaN = not visited yet); a
+        # buffer, so it follows the device and the trainer's checkpoints
+        self.register_buffer("last_loss", torch.full((self.T.shape[0],), float("nan"))
+                             if sampling == "ohem" else None)
 
     def param_groups(self) -> list[dict[str, Any]]:
         groups: list[dict[str, Any]] = [{"params": list(self.net.parameters())}]
@@ -63,6 +69,17 @@ class SelfPacedTask(TrainingTask):
     _alpha_optimizer: str = "adam"
 
     def on_epoch_start(self, epoch: int, trainer: Any) -> None:
+        n = int(self.T.shape[0])
+        if self.sampling == "random":
+            trainer.sampler.set_weights(np.ones(n), num_samples=n, replacement=True)
+            return
+        if self.sampling == "ohem":
+            w = ohem_weights(self._merged_last_loss(getattr(trainer, "dist", None)))
+            if w is None:
+                trainer.sampler.set_weights(None)
+            else:
+                trainer.sampler.set_weights(w, num_samples=n, replacement=True)
+            return
         if self.sampling != "weighted":
             trainer.sampler.set_weights(None)
             return
@@ -75,6 +92,30 @@ class SelfPacedTask(TrainingTask):
             return
         trainer.sampler.set_weights(w, num_samples=len(w), replacement=True)
 
+    def _merged_last_loss(self, dist: Any) -> np.ndarray:
+        """The OHEM loss record, merged over ranks under DDP (every rank must draw from the
+        same weights): the latest visit wins, approximated by the max over ranks."""
+        v = self.last_loss.detach().cpu()
+        if dist is not None and getattr(dist, "enabled", False):
+            import torch.distributed as tdist
+
+            m = torch.nan_to_num(v, nan=-1.0).to(self.T.device)
+            tdist.all_reduce(m, op=tdist.ReduceOp.MAX)
+            v = torch.where(m.cpu() < 0, torch.full_like(v, float("nan")), m.cpu())
+        return v.numpy()
+
+    def _record_loss(self, logits: torch.Tensor, targets: torch.Tensor,
+                     idx: torch.Tensor) -> None:
+        """OHEM: each drawn tile's unweighted BCE against the targets of this step."""
+        if self.last_loss is None:
+            return
+        with torch.no_grad():
+            z = targets.float()
+            lg = logits.detach().float()
+            row = -(z * F.logsigmoid(lg) + (1 - z) * F.logsigmoid(-lg)).sum(dim=1)
+            dev = self.last_loss.device
+            self.last_loss[idx.to(dev)] = row.to(dev)
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, idx = batch
         if self.hflip and x.dim() == 4:  # image tiles only (not feature vectors)
@@ -83,10 +124,12 @@ class SelfPacedTask(TrainingTask):
         logits = self.net(x)
         t = self.T[idx]
         if self.store is None:
+            self._record_loss(logits, t, idx)
             return self_paced_bce(logits, t, None, self.reduction)
         a = self.store.alpha[idx]
         targets = dispatch_targets(a, t, self.pseudo_label)
         self.store.record(idx, targets)
+        self._record_loss(logits, targets, idx)
         return self_paced_bce(logits, targets, a, self.reduction)
 
     def on_epoch_end(self, epoch: int, trainer: Any, metrics: dict) -> dict | None:
