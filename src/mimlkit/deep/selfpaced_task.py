@@ -94,7 +94,7 @@ class SelfPacedTask(TrainingTask):
 
     def _merged_last_loss(self, dist: Any) -> np.ndarray:
         """The OHEM loss record, merged over ranks under DDP (every rank must draw from the
-        same weights): the latest visit wins, approximated by the max over ranks."""
+        same weights): a tile visited on several ranks keeps its largest recorded loss."""
         v = self.last_loss.detach().cpu()
         if dist is not None and getattr(dist, "enabled", False):
             import torch.distributed as tdist
