@@ -68,3 +68,25 @@ def need_data(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"{p} not found (set MIMLKIT_DATA to ../shared/data)")
     return p
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """Import a script of ``benchmarks/`` by name (its folder on ``sys.path`` for
+    ``_common``), as a module under ``<name>_script``."""
+    import importlib.util
+    import sys
+
+    def _load(name: str):
+        if str(BENCHMARKS) not in sys.path:
+            sys.path.insert(0, str(BENCHMARKS))
+        spec = importlib.util.spec_from_file_location(f"{name}_script",
+                                                      BENCHMARKS / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return _load

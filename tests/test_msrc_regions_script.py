@@ -7,7 +7,6 @@ Runs the script's ``main`` on a tiny MSRC-v2-style folder written in ``tmp_path`
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,17 +15,13 @@ import pytest
 from PIL import Image
 from scipy.io import savemat
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "msrc_regions.py"
 LABELS = ["building", "grass", "sky"]
 COLOURS = {1: (120, 60, 40), 2: (40, 160, 40), 3: (90, 140, 230)}
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("msrc_regions_script", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def script(load_benchmark):
+    return load_benchmark("msrc_regions")
 
 
 def _write_msrc(root: Path, n: int = 18, seed: int = 0) -> Path:

@@ -4,29 +4,17 @@ regimes script on generated data (no ``../shared`` needed; results go to a temp 
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("torch")
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str):
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(f"{name}_script", BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.fixture(scope="module")
-def regimes():
-    return _load("selfpaced_regimes")
+def regimes(load_benchmark):
+    return load_benchmark("selfpaced_regimes")
 
 
 def test_paired_t_test_matches_hand_computation(regimes):
@@ -68,8 +56,8 @@ def test_regimes_script_runs_end_to_end(regimes, tmp_path, monkeypatch):
     assert "Δ f1_macro (p)" in md and "Full method (row 21) beats row 1" in md
 
 
-def test_tables_script_knows_the_published_values():
-    tables = _load("selfpaced_tables")
+def test_tables_script_knows_the_published_values(load_benchmark):
+    tables = load_benchmark("selfpaced_tables")
     assert sorted(tables.PUB_V) == tables.C_VALUES == [2, 3, 4, 5, 6, 7]
     assert [t[0] for t in tables.TILES][-1] == "unpatched"
 

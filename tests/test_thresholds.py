@@ -225,3 +225,45 @@ def test_paper_preset_equals_the_settings_of_the_published_scene_runs():
         assert p["threshold_mode"] == "fixed" and p["t_criterion"] is True, name
         for k, v in old.items():
             assert p[k] == v, (name, k, p[k])
+
+
+def test_smipr_calibration_clones_keep_the_final_models_settings():
+    """With ``match_calibration_clones`` a calibration clone fitted on fewer bags resolves
+    SMIPR's data-size settings at the full size: the final model's medoid count and its L2
+    penalty per bag. Off by default."""
+    from mimlkit.learners.broad.smipr import SMIPR, resolve_n_clusters
+
+    assert SMIPR()._calibration_clone_params(300, 200) == {}  # off by default (inner splits)
+    est = SMIPR()
+    est.match_calibration_clones = True
+    p = est._calibration_clone_params(300, 200)
+    assert p["n_clusters"] == resolve_n_clusters(0.2, 300, 256) == 60
+    assert p["alpha"] == pytest.approx(1.0 * 200 / 300)
+    big = SMIPR(max_clusters=50)
+    big.match_calibration_clones = True
+    big = big._calibration_clone_params(3000, 2400)
+    assert big["n_clusters"] == 50
+
+
+def test_calibration_clone_params_reach_the_clones(monkeypatch):
+    """The mixin hands ``_calibration_clone_params`` to every out-of-fold clone."""
+    from mimlkit.learners.broad.smipr import SMIPR
+
+    seen = []
+    orig = SMIPR._find_medoids
+
+    def spy(self, bags, k):
+        seen.append((bags.n_bags, k, self.alpha))
+        return orig(self, bags, k)
+
+    monkeypatch.setattr(SMIPR, "_find_medoids", spy)
+    g = np.random.default_rng(0)
+    bags = [g.normal(size=(3, 4)).astype(np.float32) for _ in range(60)]
+    Y = (g.random((60, 2)) < 0.4).astype(np.int8)
+    est = SMIPR(n_clusters=0.2, max_iter=20, random_state=0)
+    est.match_calibration_clones = True
+    est.fit(bags, Y)
+    assert (60, 12, 1.0) in seen  # the final fit
+    clones = [(k, a) for n, k, a in seen if n == 40]  # 3 folds of 60 bags: 40 bags each
+    assert len(clones) == 3 and all(k == 12 for k, _ in clones)  # 20 % of 60, not of 40
+    assert all(a == pytest.approx(40 / 60) for _, a in clones)

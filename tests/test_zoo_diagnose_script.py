@@ -4,21 +4,13 @@ Uses a generated stress set (no ``../shared`` needed) and never writes results."
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "zoo_diagnose.py"
-
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("zoo_diagnose_script", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def script(load_benchmark):
+    return load_benchmark("zoo_diagnose")
 
 
 def test_params_are_typed(script):

@@ -40,7 +40,7 @@ def _torch():
 
 
 def _make_task(model, loss, labels, *, prepare=None, corrector=None, schedules=None,
-               score_data=None, score_batch: int = 1024):
+               score_data=None, score_batch: int = 1024, l1_penalty: float = 0.0):
     """The training task shared by both heads (built lazily: torch is imported on use)."""
     import torch
 
@@ -76,7 +76,11 @@ def _make_task(model, loss, labels, *, prepare=None, corrector=None, schedules=N
         def training_step(self, batch, batch_idx):
             x, idx = batch
             logits = self.model(self._inputs(x))
-            return self.loss(logits, self.labels[idx], index=idx)
+            out = self.loss(logits, self.labels[idx], index=idx)
+            if l1_penalty:  # L1 on the weight matrices (not the biases), per step
+                out = out + l1_penalty * sum(p.abs().sum() for p in self.model.parameters()
+                                             if p.ndim > 1)
+            return out
 
         def validation_step(self, batch, batch_idx):
             x, y = batch
@@ -185,7 +189,11 @@ class MultiLabelHead(_HeadBase):
     dropout : dropout before each hidden layer's output (MLP only).
     pooling : "mean", "max" or "meanmax" (concatenation) over each bag's instances.
     standardize : z-score the pooled features with training statistics.
-    max_epochs, lr, batch_size, weight_decay, optimizer : the shared trainer's settings.
+    max_epochs, lr, batch_size, weight_decay, optimizer : the shared trainer's settings
+        (``weight_decay`` with ``"adam"`` / ``"sgd"`` is the L2 penalty λ/2‖w‖²).
+    l1_penalty : λ of an L1 penalty λ‖W‖₁ on the weight matrices (not the biases), added to
+        each step's loss (default 0: none). With ``loss="an"`` this is paper 003's
+        "BCE + L1R" baseline, as we read it (the paper does not define it).
     label_correction : None, True or a dict for ``APLabelCorrector`` (single positive).
     loss_schedules : ``{attr: schedule}`` applied to the loss at each epoch start.
     early_stopping_patience : with ``fit(..., eval_set=(X_val, Y_val))``, stop when the
@@ -211,9 +219,10 @@ class MultiLabelHead(_HeadBase):
                  t_criterion: bool | str = "auto", threshold_mode: str = "hamming",
                  random_state: int | None = 0, device: str = "cpu",
                  checkpoint_dir: str | None = None, resume: bool = False,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, l1_penalty: float = 0.0) -> None:
         self.loss = loss
         self.loss_params = loss_params
+        self.l1_penalty = l1_penalty
         self.hidden = hidden
         self.dropout = dropout
         self.pooling = pooling
@@ -291,8 +300,11 @@ class MultiLabelHead(_HeadBase):
             torch.manual_seed(int(self.random_state or 0))
             module = self._build_torch_module("module_")
         loss = self._loss(n, c, Y)
+        if not float(self.l1_penalty) >= 0.0:
+            raise ValueError(f"l1_penalty must be >= 0, got {self.l1_penalty!r}")
         task = _make_task(module, loss, Y, corrector=self._corrector(),
-                          schedules=self.loss_schedules, score_data=torch.from_numpy(F))
+                          schedules=self.loss_schedules, score_data=torch.from_numpy(F),
+                          l1_penalty=float(self.l1_penalty))
         train = (torch.from_numpy(F), torch.arange(n))
         val = None
         if eval_set is not None:

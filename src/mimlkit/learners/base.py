@@ -252,7 +252,8 @@ class MIMLClassifierMixin:
         private = {k: v for k, v in (("checkpoint_dir", None), ("resume", False))
                    if k in self.get_params(deep=False)}  # clones never touch checkpoints
         for tr, te in folds:
-            est = clone(self).set_params(threshold_mode="fixed", **private)
+            est = clone(self).set_params(threshold_mode="fixed", **private,
+                                         **self._calibration_clone_params(n, len(tr)))
             est.fit(bags.take(tr), Yc[tr])
             rows.append(te)
             scores.append(np.asarray(est.decision_function(bags.take(te)), dtype=np.float64))
@@ -260,6 +261,13 @@ class MIMLClassifierMixin:
         self.calibration_ = {"method": "out-of-fold" if len(folds) > 1 else "holdout 80/20",
                              "n_folds": len(folds)}
         return out
+
+    def _calibration_clone_params(self, n_full: int, n_clone: int) -> dict[str, Any]:
+        """Parameters that make a calibration clone fitted on ``n_clone`` bags behave like
+        the final model fitted on ``n_full`` (data-size-dependent settings resolved at the
+        full size), so that its held-out scores share the final model's scale. None by
+        default."""
+        return {}
 
     def _explicit_threshold(self) -> bool:
         """True when the learner's parameters fix its decision rule (e.g. BMIML with a

@@ -1,0 +1,37 @@
+"""``benchmarks/select_calibration_clones.py``: the two variants really differ in the clones.
+
+Uses generated bags (no ``../shared`` needed) and never writes results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def script(load_benchmark):
+    return load_benchmark("select_calibration_clones")
+
+
+def test_variants_set_the_switch_and_the_clones_follow(script, monkeypatch):
+    from mimlkit.learners.broad.smipr import SMIPR
+
+    ks = []
+    orig = SMIPR._find_medoids
+
+    def spy(self, bags, k):
+        ks.append((bags.n_bags, k))
+        return orig(self, bags, k)
+
+    monkeypatch.setattr(SMIPR, "_find_medoids", spy)
+    g = np.random.default_rng(0)
+    bags = [g.normal(size=(3, 4)).astype(np.float32) for _ in range(60)]
+    Y = (g.random((60, 2)) < 0.4).astype(np.int8)
+    plain = script._fit("smipr", "plain", bags, Y)
+    clone_ks_plain = {k for n, k in ks if n == 40}
+    ks.clear()
+    matched = script._fit("smipr", "matched", bags, Y)
+    clone_ks_matched = {k for n, k in ks if n == 40}
+    assert plain.match_calibration_clones is False and matched.match_calibration_clones
+    assert clone_ks_plain == {8} and clone_ks_matched == {12}  # 20 % of 40 vs of 60
+    assert set(script.VARIANTS) == {"plain", "matched"}
