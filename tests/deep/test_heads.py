@@ -184,3 +184,23 @@ def test_l1_penalty_shrinks_weights_and_rejects_negative(data):
     assert int((w1 < 1e-2).sum()) > int((w0 < 1e-2).sum())  # sparser
     with pytest.raises(ValueError, match="l1_penalty"):
         MultiLabelHead(l1_penalty=-1.0, **kw).fit(Xtr, Ytr)
+
+
+def test_cnn_on_images_gets_data_chosen_thresholds():
+    """Image learners calibrate like bag learners: out-of-fold clones on image subsets; a
+    label that is pure noise is not predicted, so the hamming loss stays at or below the
+    empty predictor's on it."""
+    pytest.importorskip("mimlkit.features.backbones")
+    imgs, Y = _images(48)
+    rng = np.random.default_rng(5)
+    Y = np.column_stack([Y, (rng.random(48) < 0.3).astype(np.int8)])  # label 3: noise
+    cnn = MultiLabelCNN(backbone="tiny", image_size=24, loss="bce", max_epochs=4, lr=1e-2,
+                        batch_size=8, device="cpu", random_state=0).fit(imgs, Y)
+    assert cnn.calibration_["method"] == "out-of-fold"
+    assert np.shape(cnn.threshold_) == (4,) and not np.isfinite(cnn.threshold_[3])
+    assert not cnn.predict(imgs)[:, 3].any()
+    from mimlkit.datasets.base import ImageSet
+
+    arr = MultiLabelCNN(backbone="tiny", image_size=24, max_epochs=1, batch_size=8,
+                        device="cpu").fit(ImageSet(imgs), Y)  # ImageSet subsets too
+    assert arr.calibration_["n_folds"] == 3

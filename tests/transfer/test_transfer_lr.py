@@ -175,3 +175,27 @@ def test_registry_presets():
     assert b.penalty == "l2" and b.backbone == "vgg16-multilevel"
     assert learner_spec("vgg-l1lr").input == "images"
     assert isinstance(create("transfer-lr"), TransferLR)
+
+
+def test_image_learner_predicts_with_the_heads_calibrated_thresholds(tmp_path):
+    """``predict`` of the image learner uses the thresholds its per-label head chose on
+    out-of-fold scores of the extracted features (not the native 0), and a label that is
+    pure noise is not predicted at all."""
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    imgs, Y = _images(40)
+    Y = np.column_stack([Y, (rng.random(40) < 0.3).astype(np.int8)])  # label 2: noise
+    m = TransferImageLR(backbone="tiny-multilevel", penalty="l2", cache_dir=str(tmp_path),
+                        standardize=True).fit(imgs, Y)
+    thr = np.asarray(m._threshold())
+    np.testing.assert_array_equal(thr, m.head_.threshold_)
+    assert m.head_.calibration_["method"] == "out-of-fold"
+    assert not np.isfinite(thr[2])  # the noise label is never predicted
+    P = m.predict(imgs)
+    assert not P[:, 2].any()
+    S = m.decision_function(imgs)
+    np.testing.assert_array_equal(P[:, :2], (S[:, :2] > thr[:2]).astype(P.dtype)
+                                  | (P[:, :2] & ~(S[:, :2] > thr[:2])).astype(P.dtype))
+    fixed = TransferImageLR(backbone="tiny-multilevel", penalty="l2", cache_dir=str(tmp_path),
+                            standardize=True, threshold_mode="fixed").fit(imgs, Y)
+    assert fixed._threshold() == 0.0

@@ -130,6 +130,10 @@ class _HeadBase(MIMLClassifierMixin, BaseEstimator):
 
     supports_unobserved = True
 
+    def _explicit_threshold(self) -> bool:
+        """A given ``threshold`` is kept (no data-chosen thresholds then)."""
+        return getattr(self, "threshold", None) is not None
+
     def _loss(self, n: int, c: int, Y: np.ndarray):
         from mimlkit.deep.losses import create_loss
 
@@ -369,7 +373,10 @@ class MultiLabelCNN(_HeadBase):
     (None = random init, or a local state-dict file), ``image_size`` (None = the weights'
     size), ``freeze_backbone`` (train only the head), ``backbone_lr_mult`` (learning-rate
     multiplier of the backbone), ``num_workers`` (image decoding), ``amp`` ("auto": mixed
-    precision on CUDA); the rest as :class:`MultiLabelHead`.
+    precision on CUDA); the rest as :class:`MultiLabelHead`. Like every learner it chooses
+    per-label thresholds on out-of-fold scores of the training images
+    (``threshold_mode="hamming"``: 3 clones up to 1,000 images, one 80/20 hold-out above;
+    ``"fixed"`` or a given ``threshold`` keeps the loss's own threshold).
     """
 
     _torch_modules = ("module_",)
@@ -382,10 +389,11 @@ class MultiLabelCNN(_HeadBase):
                  batch_size: int = 16, weight_decay: float = 0.0, optimizer: str = "adam",
                  label_correction: Any = None, loss_schedules: dict | None = None,
                  early_stopping_patience: int | None = None, threshold: float | None = None,
-                 t_criterion: bool = True, random_state: int | None = 0, device: str = "auto",
-                 amp: str | bool = "auto", num_workers: int = 0,
+                 t_criterion: bool | str = "auto", random_state: int | None = 0,
+                 device: str = "auto", amp: str | bool = "auto", num_workers: int = 0,
                  checkpoint_dir: str | None = None, resume: bool = False,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, threshold_mode: str = "hamming") -> None:
+        self.threshold_mode = threshold_mode
         self.backbone = backbone
         self.weights = weights
         self.image_size = image_size

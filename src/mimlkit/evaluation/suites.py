@@ -187,7 +187,7 @@ def _select_learners(cfg: SuiteConfig, only: list[str] | None) -> tuple[list[Lea
                 skipped[name] = f"needs {spec.input}; this suite has {'/'.join(cfg.input_kinds)}"
                 continue
             if not spec.quick and name not in cfg.demo_overrides:
-                skipped[name] = "not flagged quick (too slow for this suite)"
+                skipped[name] = "not flagged quick: too slow for this suite"
                 continue
             entries.append(LearnerEntry(name))
     else:

@@ -218,12 +218,14 @@ class MIMLClassifierMixin:
             raise ValueError(f"t_criterion must be True, False or 'auto', got {tc!r}")
         extra = bool(args) or any(v is not None for v in kwargs.values())
         if (mode == "fixed" or extra or not self._uses_threshold_calibration
-                or self._explicit_threshold()
-                or getattr(self, "input_kind", "bags") != "bags"):
+                or self._explicit_threshold()):
             out = fit(self, X, Y, *args, **kwargs)
             self._set_fixed_t_criterion(Y, tc)
             return out
-        bags = as_bags(X, dtype=getattr(self, "dtype", np.float32))
+        if getattr(self, "input_kind", "bags") == "bags" or isinstance(X, Bags):
+            bags = as_bags(X, dtype=getattr(self, "dtype", np.float32))
+        else:  # images (ImageSet, list or N x H x W x C array): rows are taken by index
+            bags = _IndexedInputs(X)
         Yc = check_labels(Y, bags.n_bags, allow_unobserved=True)
         if (Yc < 0).any():
             out = fit(self, X, Y)
@@ -348,3 +350,19 @@ class MIMLClassifierMixin:
         tags.target_tags.single_output = False
         tags.input_tags.two_d_array = True
         return tags
+
+
+class _IndexedInputs:
+    """Non-bag inputs (images) seen through the two methods calibration needs."""
+
+    def __init__(self, X: Any) -> None:
+        self.X = X
+        self.n_bags = len(X)
+
+    def take(self, idx: Any) -> Any:
+        idx = np.asarray(idx, dtype=np.int64)
+        X = self.X
+        if isinstance(X, np.ndarray) or hasattr(X, "raw"):  # arrays and ImageSet index by array
+            return X[idx]
+        return [X[int(i)] for i in idx]
+

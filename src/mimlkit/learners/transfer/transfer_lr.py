@@ -231,7 +231,9 @@ class TransferImageLR(MIMLClassifierMixin, BaseEstimator):
         using the whole image; features are then pooled per bag with ``pool``.
     image_size : network input side (default: the weights' 224; tiles are resized to it).
     resize : "full" (whole image, no crop) | "shorter+crop".
-    penalty, C, lam, pool, standardize, t_criterion, n_jobs, random_state : see TransferLR.
+    penalty, C, lam, pool, standardize, t_criterion, n_jobs, random_state, threshold_mode :
+        see TransferLR (the head's thresholds are chosen on out-of-fold scores of the
+        extracted features and used by ``predict``).
     cache_dir : feature cache folder (strongly recommended: fits and predictions across
         splits then extract each image once).
     batch_size, num_workers, device, progress : extraction settings.
@@ -242,6 +244,9 @@ class TransferImageLR(MIMLClassifierMixin, BaseEstimator):
     supports_unobserved = True
     decision_threshold = 0.0
     input_kind = "images"  # what mimlkit.evaluation.evaluate feeds an estimator object
+    #: the per-label head calibrates its thresholds on the extracted features (cheap: the
+    #: CNN features are computed once); ``predict`` uses the head's thresholds
+    _uses_threshold_calibration = False
 
     def __init__(self, *, backbone: str = "vgg16-multilevel", weights: str | None = None,
                  tile: int | None = None, stride: int | None = None,
@@ -251,7 +256,8 @@ class TransferImageLR(MIMLClassifierMixin, BaseEstimator):
                  cache_dir: str | None = None, batch_size: int = 16,
                  num_workers: int | None = None, device: str = "auto", seed: int = 0,
                  progress: bool = False, n_jobs: int | None = None,
-                 random_state: int | None = 0) -> None:
+                 random_state: int | None = 0, threshold_mode: str = "hamming") -> None:
+        self.threshold_mode = threshold_mode
         self.backbone = backbone
         self.weights = weights
         self.tile = tile
@@ -307,7 +313,16 @@ class TransferImageLR(MIMLClassifierMixin, BaseEstimator):
     def _head(self) -> TransferLR:
         return TransferLR(penalty=self.penalty, C=self.C, lam=self.lam, pool=self.pool,
                           standardize=self.standardize, t_criterion=self.t_criterion,
-                          n_jobs=self.n_jobs, random_state=self.random_state)
+                          n_jobs=self.n_jobs, random_state=self.random_state,
+                          threshold_mode=self.threshold_mode)
+
+    def _threshold(self) -> float | np.ndarray:
+        head = getattr(self, "head_", None)
+        return head._threshold() if head is not None else self.decision_threshold
+
+    def _use_t_criterion(self) -> bool:
+        head = getattr(self, "head_", None)
+        return head._use_t_criterion() if head is not None else bool(self.t_criterion)
 
     def fit(self, X: Any, Y: Any) -> TransferImageLR:
         """Extract (or load cached) features of ``X`` and fit the per-label head."""
