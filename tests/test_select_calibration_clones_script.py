@@ -35,3 +35,14 @@ def test_variants_set_the_switch_and_the_clones_follow(script, monkeypatch):
     assert plain.match_calibration_clones is False and matched.match_calibration_clones
     assert clone_ks_plain == {8} and clone_ks_matched == {12}  # 20 % of 40 vs of 60
     assert set(script.VARIANTS) == {"plain", "matched"}
+
+
+def test_transfer_lr_matched_clones_keep_the_penalty_per_row():
+    from mimlkit.learners.transfer.transfer_lr import TransferLR
+
+    est = TransferLR(C=2.0)
+    assert est._calibration_clone_params(300, 200) == {}  # off by default (inner splits)
+    est.match_calibration_clones = True
+    assert est._calibration_clone_params(300, 200) == {"C": pytest.approx(3.0)}
+    est.lam = 0.01  # lam is already per row: nothing to match
+    assert est._calibration_clone_params(300, 200) == {}

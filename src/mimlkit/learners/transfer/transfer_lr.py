@@ -119,6 +119,17 @@ class TransferLR(MIMLClassifierMixin, BaseEstimator):
     supports_unobserved = True
     decision_threshold = 0.0
     input_kind = "bags"
+    #: calibration clones keep the final model's penalty per training row (``C`` scaled by
+    #: n_full / n_clone; LIBLINEAR's C multiplies the *summed* loss); see
+    #: ``benchmarks/select_calibration_clones.py``
+    match_calibration_clones = False
+
+    def _calibration_clone_params(self, n_full: int, n_clone: int) -> dict[str, Any]:
+        """With ``match_calibration_clones`` and a fixed ``C``: the clone's C makes its
+        per-row penalty 1 / (C m) equal to the final model's (``lam`` is already per row)."""
+        if not self.match_calibration_clones or self.lam is not None:
+            return {}
+        return {"C": float(self.C) * n_full / max(1, n_clone)}
 
     def __init__(self, *, penalty: str = "l1", C: float = 1.0, lam: float | None = None,
                  pool: str = "mean", standardize: bool = False, fit_intercept: bool = True,
