@@ -480,7 +480,9 @@ def main(argv: list[str] | None = None) -> None:
         data.pop(k, None)
     commands = data.pop("commands", {})
     if new is not None:
-        if args.models and args.stage in ("select", "scene", "localise") and args.stage in data:
+        merging = (args.stage in ("select", "scene", "localise", "msrc") and args.stage in data
+                   and (args.models or (args.stage == "scene" and args.first > 0)))
+        if merging:
             key = "models" if args.stage == "select" else "learners"
             merged = dict(data[args.stage].get(key, {}))
             for m, v in new[key].items():
@@ -495,7 +497,9 @@ def main(argv: list[str] | None = None) -> None:
         data[args.stage] = new
         from _common import command
 
-        commands[args.stage] = command()
+        # a merged run adds its command to the stage's earlier ones
+        commands[args.stage] = (f"{commands[args.stage]} ; {command()}"
+                                if merging and commands.get(args.stage) else command())
     data["commands"] = commands
     body = "Stage commands: " + "; ".join(f"{k}: `{v}`" for k, v in commands.items()) + \
         "\n\n" + _markdown(data)
