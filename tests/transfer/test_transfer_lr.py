@@ -199,3 +199,17 @@ def test_image_learner_predicts_with_the_heads_calibrated_thresholds(tmp_path):
     fixed = TransferImageLR(backbone="tiny-multilevel", penalty="l2", cache_dir=str(tmp_path),
                             standardize=True, threshold_mode="fixed").fit(imgs, Y)
     assert fixed._threshold() == 0.0
+
+
+def test_threaded_label_fits_are_deterministic():
+    """LIBLINEAR draws from C's process-global rand(): label fits in threads used to
+    interleave their draws (7 of 40 threaded fits differed before the lock)."""
+    import joblib
+
+    X, Y = _data(n=60, d=30)
+    ref = TransferLR(C=2.0).fit(X, Y).coef_
+    for _ in range(15):
+        m = TransferLR(C=2.0, n_jobs=2)
+        with joblib.parallel_config(backend="threading"):
+            m.fit(X, Y)
+        np.testing.assert_array_equal(m.coef_, ref)

@@ -24,6 +24,7 @@ A label with a single class among the (observed) training rows gets a constant s
 
 from __future__ import annotations
 
+import threading
 import warnings
 from functools import lru_cache
 from typing import Any
@@ -65,6 +66,9 @@ def make_liblinear(penalty: str, C: float, **kw: Any):
     return LogisticRegression(solver="liblinear", penalty=penalty, C=C, **kw)  # pragma: no cover
 
 
+_LIBLINEAR_LOCK = threading.Lock()
+
+
 def _fit_label(F: np.ndarray, y: np.ndarray, j: int, penalty: str, C: float | None,
                lam: float | None, dual: bool | str, fit_intercept: bool,
                intercept_scaling: float, tol: float, max_iter: int, class_weight: Any,
@@ -83,7 +87,10 @@ def _fit_label(F: np.ndarray, y: np.ndarray, j: int, penalty: str, C: float | No
     clf = make_liblinear(penalty, c, dual=bool(dual), fit_intercept=fit_intercept,
                          intercept_scaling=intercept_scaling, tol=tol, max_iter=max_iter,
                          class_weight=class_weight, random_state=random_state)
-    with warnings.catch_warnings():
+    # LIBLINEAR seeds and draws from C's process-global rand(): two fits running at once in
+    # threads (a threading joblib backend) interleave their draws and the result depends on
+    # timing. The lock serialises them within a process (processes have their own rand()).
+    with _LIBLINEAR_LOCK, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*failed to converge.*")
         warnings.filterwarnings("ignore", message=".*Liblinear failed.*")
         clf.fit(X=Fk, y=yk)
