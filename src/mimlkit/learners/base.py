@@ -13,6 +13,7 @@ unless the learner's ``t_criterion`` parameter is ``False``.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,12 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from mimlkit.bags import Bags, as_bags, check_labels
+
+#: LIBLINEAR (``LogisticRegression(solver="liblinear")``, ``LinearSVC``) seeds and draws from
+#: C's process-global ``rand()``: fits running at once in threads interleave their draws and
+#: the result depends on timing. Learners hold this lock around LIBLINEAR fits, which
+#: serialises them within a process (processes have their own ``rand()``).
+LIBLINEAR_LOCK = threading.Lock()
 
 __all__ = ["MIMLClassifierMixin", "BaseEstimator", "t_criterion_predict", "RefusedData"]
 

@@ -39,7 +39,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from mimlkit.bags import Bags
-from mimlkit.learners.base import MIMLClassifierMixin
+from mimlkit.learners.base import LIBLINEAR_LOCK, MIMLClassifierMixin
 from mimlkit.learners.classic._instance_scaling import apply_scaling, fit_scaling
 
 __all__ = ["KISAR", "label_groups", "prototype_similarity"]
@@ -289,7 +289,7 @@ class KISAR(MIMLClassifierMixin, BaseEstimator):
                 sa = 1.0 / np.sqrt(A[s])
                 svm = LinearSVC(C=float(self.C), loss="squared_hinge", dual=True,
                                 max_iter=2000, random_state=seed)
-                with warnings.catch_warnings():
+                with LIBLINEAR_LOCK, warnings.catch_warnings():  # process-global rand()
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     svm.fit(Phi * sa, Ypm[:, s])
                 W[s] = svm.coef_[0] * sa

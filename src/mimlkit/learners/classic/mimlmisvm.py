@@ -15,6 +15,7 @@ The bag score of label l is the maximum instance decision value (> 0 = relevant)
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from mimlkit.bags import Bags
 from mimlkit.learners.base import (
+    LIBLINEAR_LOCK,
     MIMLClassifierMixin,
     refuse_instance_label_pairs,
     refuse_kernel_instances,
@@ -99,7 +101,10 @@ def _fit_one_label(X: np.ndarray, offsets: np.ndarray, bag_pos: np.ndarray, max_
     svm = None
     it = 0
     for it in range(1, max(1, int(max_iter)) + 1):  # noqa: B007
-        svm = _make_svm(**svm_kw).fit(X, y)
+        svm = _make_svm(**svm_kw)
+        # LinearSVC is LIBLINEAR: fits in threads are serialised (``LIBLINEAR_LOCK``)
+        with LIBLINEAR_LOCK if isinstance(svm, LinearSVC) else nullcontext():
+            svm.fit(X, y)
         f = _svm_decision(svm, X)  # one BLAS kernel product, not libsvm's per-entry kernel
         new = np.where(pos_inst & (f > 0), 1, -1)
         # each positive bag keeps >= 1 positive instance: its arg-max (Andrews et al. Fig. 1)

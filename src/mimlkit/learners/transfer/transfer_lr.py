@@ -24,7 +24,6 @@ A label with a single class among the (observed) training rows gets a constant s
 
 from __future__ import annotations
 
-import threading
 import warnings
 from functools import lru_cache
 from typing import Any
@@ -36,7 +35,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from mimlkit.bags import Bags, check_labels
-from mimlkit.learners.base import MIMLClassifierMixin
+from mimlkit.learners.base import LIBLINEAR_LOCK, MIMLClassifierMixin
 
 __all__ = ["TransferLR", "TransferImageLR", "make_liblinear"]
 
@@ -66,9 +65,6 @@ def make_liblinear(penalty: str, C: float, **kw: Any):
     return LogisticRegression(solver="liblinear", penalty=penalty, C=C, **kw)  # pragma: no cover
 
 
-_LIBLINEAR_LOCK = threading.Lock()
-
-
 def _fit_label(F: np.ndarray, y: np.ndarray, j: int, penalty: str, C: float | None,
                lam: float | None, dual: bool | str, fit_intercept: bool,
                intercept_scaling: float, tol: float, max_iter: int, class_weight: Any,
@@ -87,10 +83,7 @@ def _fit_label(F: np.ndarray, y: np.ndarray, j: int, penalty: str, C: float | No
     clf = make_liblinear(penalty, c, dual=bool(dual), fit_intercept=fit_intercept,
                          intercept_scaling=intercept_scaling, tol=tol, max_iter=max_iter,
                          class_weight=class_weight, random_state=random_state)
-    # LIBLINEAR seeds and draws from C's process-global rand(): two fits running at once in
-    # threads (a threading joblib backend) interleave their draws and the result depends on
-    # timing. The lock serialises them within a process (processes have their own rand()).
-    with _LIBLINEAR_LOCK, warnings.catch_warnings():
+    with LIBLINEAR_LOCK, warnings.catch_warnings():  # LIBLINEAR's rand() is process-global
         warnings.filterwarnings("ignore", message=".*failed to converge.*")
         warnings.filterwarnings("ignore", message=".*Liblinear failed.*")
         clf.fit(X=Fk, y=yk)
