@@ -169,3 +169,21 @@ def test_sampled_medoid_search_for_large_n(data):
     m = SMIPR(n_clusters=10, exact_max_bags=50, max_iter=30, hidden=(8,),
               random_state=0).fit(bags, Y)
     assert m.medoid_bags_.n_bags == 10 and m.transform(bags).shape == (len(bags), 10)
+
+
+def test_smipr_scales_instances_in_blocks(data, monkeypatch):
+    """SMIPR scales the instances block by block (no float64 copy of all of them at 120K
+    bags); the blocks give exactly the values of the one-shot formula."""
+    import mimlkit.learners.broad.smipr as smipr_mod
+    from mimlkit.bags import as_bags
+
+    bags = as_bags(data[0])
+    m = SMIPR(n_clusters=10, max_iter=20, hidden=(8,), scale_instances="standard",
+              random_state=0).fit(bags, data[1])
+    whole = ((np.asarray(bags.instances, dtype=np.float64) - m.instance_mean_)
+             / m.instance_scale_).astype(np.float32)
+    monkeypatch.setattr(smipr_mod, "_SCALE_BLOCK_BYTES", 8 * bags.n_features * 7)  # 7 rows
+    got = m._scaled(bags)
+    assert got.instances.dtype == np.float32 and bags.n_instances > 7
+    np.testing.assert_array_equal(got.instances, whole)
+    np.testing.assert_array_equal(got.offsets, bags.offsets)

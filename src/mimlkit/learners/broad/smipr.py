@@ -34,6 +34,9 @@ from mimlkit.learners.base import MIMLClassifierMixin
 
 __all__ = ["SMIPR", "resolve_n_clusters"]
 
+#: instances are scaled in float64 blocks of this many bytes (never a float64 copy of all)
+_SCALE_BLOCK_BYTES = 32 << 20
+
 
 def resolve_n_clusters(n_clusters: float | int, n: int, max_clusters: int | None) -> int:
     """A ratio in (0, 1) of the training bags, or an absolute int; capped at ``max_clusters``."""
@@ -141,9 +144,13 @@ class SMIPR(MIMLClassifierMixin, BaseEstimator):
     def _scaled(self, bags: Bags) -> Bags:
         if self._scale_name() in (None, "none"):
             return bags
-        X = np.asarray(bags.instances, dtype=np.float64)
-        X = (X - self.instance_mean_) / self.instance_scale_
-        return bags.with_instances(X.astype(np.float32))
+        X = bags.instances
+        out = np.empty(X.shape, dtype=np.float32)
+        step = max(1, _SCALE_BLOCK_BYTES // (8 * max(1, X.shape[1])))
+        for s in range(0, X.shape[0], step):  # no float64 copy of all instances
+            blk = np.asarray(X[s:s + step], dtype=np.float64)
+            out[s:s + step] = (blk - self.instance_mean_) / self.instance_scale_
+        return bags.with_instances(out)
 
     def _distances(self, bags: Bags) -> np.ndarray:
         """Hausdorff distances to the medoids, computed in row blocks (n x S, float32)."""
