@@ -7,6 +7,8 @@
 - ``*.arff`` -> relational (multi-instance) ARFF: ``load_miml_arff``; otherwise Mulan
   single-instance ARFF: ``load_mulan_arff`` (label XML next to it, or ``labels_xml=``);
 - ``*.npz`` -> ``load_npz``;
+- a bag store folder (``*.zarr``, e.g. from ``mimlkit features --out feats.zarr``) ->
+  ``load_store_dataset`` (the whole store in memory; stream big ones with ``open_store``);
 - ``*.csv`` -> ``load_image_csv`` with an image folder (``image_dir=`` or ``images`` /
   ``images_png`` next to the CSV);
 - a directory holding ``labels.csv`` -> the same, image folder inside that directory.
@@ -190,6 +192,13 @@ def load_dataset(
         raise ValueError(f"{p}: no such file or directory (built-in datasets: "
                          f"{', '.join(BUILTIN_DATASETS)})")
     suffix = p.suffix.lower()
+    if p.is_dir() and (suffix == ".zarr" or (p / "zarr.json").is_file()):
+        if tile is not None or regions or tile_truth:
+            raise ValueError(f"{p}: tile= / regions= / tile_truth= apply to image datasets, "
+                             "not to a bag store of features")
+        from mimlkit.datasets.store_dataset import load_store_dataset
+
+        return load_store_dataset(p)
     if p.is_dir():
         csv_path = p / "labels.csv"
         if not csv_path.is_file():

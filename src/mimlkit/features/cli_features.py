@@ -1,4 +1,4 @@
-"""``mimlkit features``: images + labels CSV -> dataset ``.npz`` of feature bags.
+"""``mimlkit features``: images + labels CSV -> dataset ``.npz`` (or bag store) of feature bags.
 
 Registered by ``mimlkit.cli`` (``app.command("features")(features)``) when this module exists.
 torch is imported only when the command runs.
@@ -12,6 +12,14 @@ The label CSV is read as the datasets layer reads it (``load_image_csv``): 0/1 c
 column of ``--sep``-joined label names where ``--no-finding`` (``No Finding``) is an empty
 label set. ``--backbone colour-texture`` writes the hand-crafted tile descriptors
 (``mimlkit.features.handcrafted``; numpy only).
+
+``--out NAME.zarr`` (or an existing store folder) writes a bag store instead, incrementally
+and resumably, optionally on a Dask cluster (``--scheduler tcp://HOST:8786`` or ``--jobs N``
+local worker processes): ``mimlkit.features.to_store``.
+
+    mimlkit features --images DIR --backbone colour-texture --tile 32 --out feats.zarr
+    mimlkit features --images /shared/imgs --backbone vgg16-multilevel \\
+        --weights /shared/vgg16.pth --scheduler tcp://head:8786 --out /shared/feats.zarr
 """
 
 from __future__ import annotations
@@ -69,15 +77,44 @@ def features(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
     seed: int = typer.Option(0, "--seed", help="Seed of random-init weights."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
-    out: Path = typer.Option(..., "--out", help="Output dataset (.npz)."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address "
+                                         "tcp://HOST:PORT: one task per --chunk-images "
+                                         "images, each writing a part store next to --out "
+                                         "(needs a .zarr --out; images, weights and output "
+                                         "on paths every worker sees)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Extract on a local Dask cluster of N "
+                             "worker processes (needs a .zarr --out; 1: in this process)."),
+    chunk_images: int = typer.Option(64, "--chunk-images", help="Images per committed write "
+                                     "(and per Dask task) of a .zarr --out; bounds memory."),
+    out: Path = typer.Option(..., "--out", help="Output: a dataset .npz, or a bag store "
+                             "NAME.zarr written incrementally (a rerun resumes it)."),
 ) -> None:
-    """Extract features (CNN or hand-crafted; whole images or tiles) into a dataset .npz."""
+    """Extract features (CNN or hand-crafted; whole images or tiles) into a dataset .npz or
+    a resumable bag store (.zarr), optionally on a Dask cluster."""
     from mimlkit.cli import writing
     from mimlkit.cli_models import check_device
     from mimlkit.datasets import load_image_csv, save_npz
     from mimlkit.datasets.images import default_image_dir
+    from mimlkit.datasets.store_dataset import is_store_path
     from mimlkit.datasets.tiling import TileBagger
     from mimlkit.features.input_pipeline import _HANDCRAFTED_ALIASES, HANDCRAFTED_NAME
+
+    to_store = is_store_path(out)
+    if jobs < 1 or chunk_images < 1:
+        raise ValueError(f"--jobs and --chunk-images must be >= 1, got {jobs} and "
+                         f"{chunk_images}")
+    if (scheduler is not None or jobs != 1) and not to_store:
+        raise ValueError("--scheduler and --jobs write a bag store: give --out NAME.zarr")
+    if to_store:
+        from mimlkit._extras import require
+
+        require("store", "zarr", "mimlkit features --out NAME.zarr")
+        if scheduler is not None or jobs > 1:
+            require("dask", "dask.distributed", "mimlkit features --scheduler / --jobs")
+        if scheduler is not None:
+            from mimlkit.cli_models import check_scheduler_reachable
+
+            check_scheduler_reachable(scheduler)
 
     if labels is None:
         labels = images / "labels.csv"
@@ -95,6 +132,13 @@ def features(
         raise ValueError(f"--resize must be full or shorter+crop, got {resize!r}")
     tiler = TileBagger(int(tile), stride=stride) if tile is not None else None
     meta = dict(ds.meta)
+    if to_store:
+        _features_to_store(ds, meta, out, backbone=backbone, weights=weights, seed=seed,
+                           image_size=image_size, resize=resize, tiler=tiler,
+                           batch_size=batch_size, memory_budget_mb=memory_budget_mb,
+                           workers=workers, device=device, cache=cache, progress=progress,
+                           scheduler=scheduler, jobs=jobs, chunk_images=chunk_images)
+        return
     if backbone.lower() in _HANDCRAFTED_ALIASES:
         from mimlkit.features.input_pipeline import handcrafted_bags
 
@@ -129,6 +173,51 @@ def features(
         path = save_npz(result, out)
     typer.echo(f"{path}: {len(bags)} bags, {bags.n_instances} instances x {bags.n_features} "
                f"features ({described})")
+
+
+def _features_to_store(ds, meta: dict, out: Path, *, backbone: str, weights: str | None,
+                       seed: int, image_size: int | None, resize: str, tiler,
+                       batch_size: int, memory_budget_mb: float | None, workers: int | None,
+                       device: str, cache: Path | None, progress: bool,
+                       scheduler: str | None, jobs: int, chunk_images: int) -> None:
+    """The ``--out NAME.zarr`` path (``mimlkit.features.to_store``)."""
+    from mimlkit.cli import writing
+    from mimlkit.features.to_store import ExtractSettings, features_to_store
+
+    settings = ExtractSettings(
+        backbone=backbone, weights=weights, seed=seed, image_size=image_size, resize=resize,
+        tiler=None if tiler is None else tiler.get_config(), batch_size=batch_size,
+        memory_budget_mb=memory_budget_mb, workers=workers, device=device,
+        cache=None if cache is None else str(cache.expanduser().absolute()))
+    if settings.handcrafted:
+        if weights is not None:
+            raise ValueError(f"--weights does not apply to --backbone {backbone}")
+        described = f"{backbone}, no weights"
+    else:
+        from mimlkit._extras import require
+        from mimlkit.cli_models import check_device
+
+        require("deep", "torch", "mimlkit features")
+        require("deep", "torchvision", "mimlkit features")
+        check_device(device)
+        if weights is not None and Path(weights).expanduser().is_file():
+            weights = str(Path(weights).expanduser().resolve())  # the same file on workers
+            settings = replace(settings, weights=weights)
+        described = f"{backbone}, weights={settings.extractor().weights_id}"
+    meta["features"] = settings.features_meta()
+    if weights is not None and Path(weights).is_file():
+        meta["weights_path"] = weights
+    if tiler is not None:
+        meta["tiler"] = tiler.get_config()
+    with writing(out, only_disk=True):
+        store, n_new = features_to_store(ds, settings, out, meta=meta,
+                                         chunk_images=chunk_images, scheduler=scheduler,
+                                         jobs=jobs, progress=progress)
+    where = f"Dask scheduler {scheduler}" if scheduler else (
+        f"{jobs} local Dask workers" if jobs > 1 else "this process")
+    typer.echo(f"{store.path}: {store.n_bags} bags, {store.n_instances} instances x "
+               f"{store.n_features} features ({described}); {n_new} images added now "
+               f"({where}), {store.n_bags - n_new} were already in the store")
 
 
 features_command = features
