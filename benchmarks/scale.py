@@ -285,16 +285,24 @@ def run_grid(args, rows: list) -> None:
 
 # ----------------------------------------------------------------------------- report
 def exponents(rows: list) -> dict:
+    """Fitted exponent of fit CPU seconds vs n per learner, over the sizes it finished under
+    one setting (rows of different presets are not mixed; the key names a non-default one)."""
     import numpy as np
 
     out = {}
-    for learner in sorted({r["learner"] for r in rows if r.get("part") == "nih"}):
-        ok = sorted((r["n"], r.get("fit_cpu_s", r["fit_s"])) for r in rows if r.get("part") == "nih"
-                    and r["learner"] == learner and r["status"] == "ok")
+    nih = [r for r in rows if r.get("part") == "nih" and r["status"] == "ok"]
+    for learner, preset in sorted({(r["learner"], r.get("preset") or "") for r in nih}):
+        ok = sorted((r["n"], r.get("fit_cpu_s", r["fit_s"])) for r in nih
+                    if r["learner"] == learner and (r.get("preset") or "") == preset)
         if len({n for n, _ in ok}) >= 2:
             n, t = np.log([o[0] for o in ok]), np.log([o[1] for o in ok])
-            out[learner] = round(float(np.polyfit(n, t, 1)[0]), 2)
+            out[f"{learner} ({preset})" if preset else learner] = round(
+                float(np.polyfit(n, t, 1)[0]), 2)
     return out
+
+
+def _row_key(r: dict) -> tuple:
+    return (r.get("part"), r.get("learner"), r.get("n"), r.get("preset"))
 
 
 def _fmt(v, spec="{:.1f}"):
@@ -385,6 +393,9 @@ def main() -> None:
     ap.add_argument("--note", action="append", help="a paragraph added to the report")
     ap.add_argument("--merge", nargs="*", default=None,
                     help="only merge the rows of these result JSON files into --name")
+    ap.add_argument("--supersede", action="store_true",
+                    help="with --merge: a row of a later file replaces the earlier rows of the "
+                         "same part, learner, size and preset (a re-measurement)")
     args = ap.parse_args()
     if args.worker:
         worker(json.loads(args.worker))
@@ -392,10 +403,27 @@ def main() -> None:
     rows: list = []
     if args.merge is not None:
         args.sources = {}
+        superseded: list[str] = []
         for f in args.merge:
             res = json.loads(Path(f).read_text())
-            rows += res["rows"]
-            args.sources[Path(f).name] = f"{res['command']} ({res['date']})"
+            new = res["rows"]
+            if args.supersede:  # a re-measured point replaces every earlier row of its key
+                keys = {_row_key(r) for r in new}
+                old = [r for r in rows if _row_key(r) in keys]
+                superseded += [f"{r['part']}/{r.get('learner')}/{r['n']:,} "
+                               f"({r['status']}, {r.get('peak_rss_gib', '–')} GiB)" for r in old]
+                rows = [r for r in rows if _row_key(r) not in keys]
+            rows += new
+            # a merged file carries the streams it was merged from
+            inner = (res.get("args") or {}).get("sources")
+            if inner:
+                args.sources.update(inner)
+            else:
+                args.sources[Path(f).name] = f"{res['command']} ({res['date']})"
+        if superseded:
+            args.note = (args.note or []) + [
+                "Rows replaced by a later measurement of the same learner and size "
+                "(`--supersede`): " + "; ".join(superseded) + "."]
         args.parts = sorted({r["part"] for r in rows})
         _save(args, rows)
         return
