@@ -386,7 +386,8 @@ def _check_preset(preset: str) -> str | None:
 @app.command("evaluate")
 @_handle_errors
 def evaluate_cmd(
-    data: Path = typer.Option(..., "--data", help="Dataset path (ARFF, .npz, image folder)."),
+    data: Path = typer.Option(..., "--data", help="Dataset path (ARFF, .npz, .zarr bag store, "
+                              "image folder)."),
     learner: list[str] = typer.Option(..., "--learner", "-l",
                                       help="Registered learner name; repeatable."),
     param: list[str] | None = typer.Option(None, "--param", "-p", help="KEY=VALUE for every "

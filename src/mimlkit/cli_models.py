@@ -218,7 +218,8 @@ def _bag_ids(ds: Any) -> list[str]:
 
 # ----------------------------------------------------------------------------- fit
 def fit_cmd(
-    data: Path = typer.Option(..., "--data", help="Training dataset."),
+    data: Path = typer.Option(..., "--data", help="Training dataset (ARFF, .npz, .zarr bag "
+                              "store, image folder)."),
     learner: str = typer.Option(..., "--learner", "-l", help="Registered learner name."),
     param: list[str] | None = typer.Option(None, "--param", "-p", help="KEY=VALUE; repeatable."),
     labels_xml: Path | None = _LABELS_XML,
