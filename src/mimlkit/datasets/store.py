@@ -47,7 +47,10 @@ Example::
     store = open_store("feats.zarr")
     for bags, Y in store.iter_blocks(256):
         ...
-    fit_from_store(BroadLearningSystem(), store, block_bags=256)
+    fit_from_store(BroadLearningSystem(), store, block_bags=256)  # partial_fit, by blocks
+    ABMIL().fit(store)  # lazy learners read one batch of bags per step (store's labels)
+
+Training from a store: ``docs/store_training.md``.
 """
 
 from __future__ import annotations
@@ -60,17 +63,26 @@ import numpy as np
 from mimlkit.datasets.store_clam import import_clam
 from mimlkit.datasets.store_format import FORMAT, FORMAT_VERSION, StoreError
 from mimlkit.datasets.store_reader import StoredBags, open_store
+from mimlkit.datasets.store_view import StoreSubset, is_bag_source
 from mimlkit.datasets.store_writer import BagStoreWriter
 
-__all__ = ["BagStoreWriter", "StoredBags", "StoreError", "open_store", "fit_from_store",
-           "import_clam", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["BagStoreWriter", "StoredBags", "StoreSubset", "StoreError", "open_store",
+           "fit_from_store", "import_clam", "FORMAT", "FORMAT_VERSION"]
 
 
-def fit_from_store(estimator: Any, store: StoredBags | str | os.PathLike, block_bags: int = 256,
+def fit_from_store(estimator: Any, store: StoredBags | StoreSubset | str | os.PathLike,
+                   block_bags: int = 256,
                    *, calibrate_bags: int | None = None) -> Any:
-    """Train ``estimator`` on a labelled store block by block, never loading it whole.
+    """Train ``estimator`` on a labelled store, never loading it whole.
 
-    Needs an estimator with ``partial_fit(X, Y)``. If it also has ``calibrate(X, Y)`` (the
+    Learners that read a store lazily (``_store_input``: ``abmil``, ``transmil``, ``dsmil``,
+    ``meanmil`` / ``maxmil``, ``deepmiml``, ``mimlfast``, ``pooled-linear``,
+    ``multilabel-head``) get ``estimator.fit(store, store.labels)``: deep learners read one
+    batch of bags per training step, the others stream blocks (see their docstrings), and
+    the data-chosen thresholds of ``fit`` hold bags out as lazy subsets of the store;
+    ``block_bags`` / ``calibrate_bags`` do not apply to them.
+
+    Otherwise the estimator needs ``partial_fit(X, Y)``. If it also has ``calibrate(X, Y)`` (the
     broad learners: BLS freezes its random node maps and scalers there), it is first
     calibrated on ``calibrate_bags`` bags (default ``block_bags``) spread evenly over the
     store, which also resets any earlier fit; then every block of ``block_bags`` bags goes
@@ -82,17 +94,22 @@ def fit_from_store(estimator: Any, store: StoredBags | str | os.PathLike, block_
 
     Returns the estimator.
     """
-    if not isinstance(store, StoredBags):
+    if not is_bag_source(store):  # a path (a store or a subset of one is used as it is)
         store = open_store(store)
     name = type(estimator).__name__
-    if not callable(getattr(estimator, "partial_fit", None)):
+    partial = callable(getattr(estimator, "partial_fit", None))
+    lazy = bool(getattr(estimator, "_store_input", False))
+    if not partial and not lazy:
         gb = store.nbytes / 2**30
         raise TypeError(
-            f"{name} has no partial_fit, so it cannot be trained from a store block by block. "
-            f"For a store that fits in memory ({store.path}: {gb:.2f} GiB of instances) load "
-            "it whole: estimator.fit(store.to_bags(), store.labels)")
+            f"{name} has no partial_fit and cannot read a store lazily, so it cannot be "
+            "trained from a store without loading it. For a store that fits in memory "
+            f"({store.path}: {gb:.2f} GiB of instances) load it whole: "
+            "estimator.fit(store.to_bags(), store.labels)")
     if store.labels is None:
         raise StoreError(f"bag store {store.path} has no labels to train on", store.path)
+    if not partial:
+        return estimator.fit(store, store.labels)
     block_bags = int(block_bags)
     if block_bags < 1:
         raise ValueError(f"block_bags must be >= 1, got {block_bags}")

@@ -27,8 +27,16 @@ class StoredBags:
     """Read side of a bag store (from :func:`open_store`); instances stay on disk.
 
     ``offsets``, ``sizes``, ``labels`` and ``bag_names`` are small and held in memory;
-    ``bag(i)``, ``take(idx)`` and ``iter_blocks(block_bags)`` read only the rows they need.
+    ``bag(i)``, ``take(idx)`` and ``iter_blocks(block_bags)`` read only the rows they need;
+    ``subset(idx)`` is a lazy view of some bags (:class:`~mimlkit.datasets.store_view.
+    StoreSubset`). Learners that read stores lazily (``abmil`` and the other attention MIL
+    learners, ``deepmiml``, ``mimlfast``, ``pooled-linear``, ``multilabel-head``) take a
+    ``StoredBags`` (or a subset) as ``X`` in ``fit`` / ``predict``; the labels default to
+    the store's.
     """
+
+    #: marks a lazy bag source (``mimlkit.datasets.store_view.is_bag_source``)
+    lazy_bags = True
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -146,14 +154,36 @@ class StoredBags:
             raise IndexError(f"bag index out of range for {n} bags ({self.path})")
         idx = idx % n
         breaks = np.flatnonzero(np.diff(idx) != 1) + 1
-        parts = [self.slice(int(r[0]), int(r[-1]) + 1) for r in np.split(idx, breaks)]
-        if len(parts) == 1:
-            return parts[0]
-        sizes = np.concatenate([p.sizes for p in parts])
+        runs = np.split(idx, breaks)
+        if len(runs) == 1:
+            return self.slice(int(idx[0]), int(idx[-1]) + 1)
+        sizes = self.sizes[idx]
         offsets = np.zeros(sizes.size + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
-        meta = {k: np.concatenate([p.instance_meta[k] for p in parts]) for k in self._meta}
-        return Bags(np.concatenate([p.instances for p in parts]), offsets, meta, validate=False)
+        # filled run by run: the result plus one run in memory, never two copies
+        X = np.empty((int(offsets[-1]), self.n_features), dtype=_FEATURE_DTYPE)
+        meta = {k: np.empty((int(offsets[-1]),) + v.shape[1:], dtype=v.dtype)
+                for k, v in self._meta.items()}
+        pos = 0
+        for r in runs:
+            a, b = int(self.offsets[r[0]]), int(self.offsets[r[-1] + 1])
+            X[pos:pos + b - a] = self._rows(self._inst, a, b)
+            for k, v in self._meta.items():
+                meta[k][pos:pos + b - a] = self._rows(v, a, b)
+            pos += b - a
+        return Bags(X, offsets, meta, validate=False)
+
+    def slice_meta(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Per-instance metadata of bags ``start..stop-1`` (no instance rows are read)."""
+        start, stop, _ = slice(start, stop).indices(self.n_bags)
+        a, b = int(self.offsets[start]), int(self.offsets[max(start, stop)])
+        return {k: self._rows(v, a, b) for k, v in self._meta.items()}
+
+    def subset(self, idx: Any) -> Any:
+        """A lazy view of the bags ``idx`` (any order; nothing is read until asked)."""
+        from mimlkit.datasets.store_view import StoreSubset
+
+        return StoreSubset(self, idx)
 
     def iter_blocks(self, block_bags: int = 256, *, start: int = 0,
                     stop: int | None = None) -> Iterator[tuple[Bags, np.ndarray | None]]:

@@ -29,6 +29,8 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from mimlkit.bags import Bags
+from mimlkit.datasets.store_view import is_bag_source
+from mimlkit.learners._bag_source import stream_scaling
 from mimlkit.learners.base import MIMLClassifierMixin
 from mimlkit.learners.classic._instance_scaling import apply_scaling, fit_scaling
 
@@ -134,6 +136,7 @@ class DeepMIML(MIMLClassifierMixin, BaseEstimator):
 
     decision_threshold = 0.5
     _torch_modules = ("module_",)
+    _store_input = True  # a bag store is read lazily (mimlkit.deep.store_data)
 
     def __init__(self, hidden: int = 512, n_subconcepts: int = 20, dropout: float = 0.5,
                  label_softmax: bool = True, optimizer: str = "adam", lr: float = 1e-3,
@@ -186,18 +189,26 @@ class DeepMIML(MIMLClassifierMixin, BaseEstimator):
             net.eval()
             self.module_ = net
 
-    def _scaled(self, bags: Bags) -> Bags:
+    def _scaled(self, bags: Any) -> Any:
+        if is_bag_source(bags):  # scaled batch by batch in _batch
+            return bags
         return bags.with_instances(
             apply_scaling(bags.instances, self.scale_offset_, self.scale_factor_, np.float32))
 
-    @staticmethod
-    def _batch(bags: Bags, idx: np.ndarray, device: torch.device):
-        x, m = bags.take(idx).padded()
+    def _batch(self, bags: Any, idx: np.ndarray, device: torch.device):
+        if is_bag_source(bags):  # read just these bags from the store, scale, pad
+            from mimlkit.deep.store_data import padded_scaled
+
+            x, m = padded_scaled(bags.take(idx), self.scale_offset_, self.scale_factor_)
+        else:
+            x, m = bags.take(idx).padded()
         return (torch.from_numpy(x).to(device, non_blocking=True),
                 torch.from_numpy(m).to(device, non_blocking=True))
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, Y: Any) -> DeepMIML:
+        """Fit on bags ``X`` and labels ``Y``; ``X`` may be a bag store (``open_store``),
+        read one batch of bags at a time (``Y`` None: the store's labels)."""
         bags, Y = self._validate_fit(X, Y)
         if self.optimizer not in ("adam", "adadelta"):
             raise ValueError(f"optimizer must be 'adam' or 'adadelta', got {self.optimizer!r}")
@@ -206,7 +217,10 @@ class DeepMIML(MIMLClassifierMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(0, 2**31 - 1))
         device = _resolve_device(self.device)
-        self.scale_offset_, self.scale_factor_ = fit_scaling(bags.instances, self.scale)
+        if is_bag_source(bags):  # statistics streamed block by block
+            self.scale_offset_, self.scale_factor_ = stream_scaling(bags, self.scale)
+        else:
+            self.scale_offset_, self.scale_factor_ = fit_scaling(bags.instances, self.scale)
         bags_s = self._scaled(bags)
         Yt = torch.from_numpy(Y.astype(np.float32)).to(device)
         n = bags.n_bags
@@ -240,6 +254,7 @@ class DeepMIML(MIMLClassifierMixin, BaseEstimator):
                     loss.backward()
                     opt.step()
                     total += float(loss.detach()) * idx.size
+                    del x, m, out, loss  # free this batch before the next one is read
                 losses.append(total / n)
                 if self.verbose:
                     print(f"DeepMIML epoch {epoch + 1}/{self.epochs}: loss {losses[-1]:.4f}")
@@ -250,11 +265,12 @@ class DeepMIML(MIMLClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ predict
     @torch.no_grad()
-    def _instance_matrix(self, bags: Bags) -> np.ndarray:
+    def _instance_matrix(self, bags: Bags, scaled: bool = False) -> np.ndarray:
         net = self.module_
         device = next(net.parameters()).device
         net.eval()
-        Xs = apply_scaling(bags.instances, self.scale_offset_, self.scale_factor_, np.float32)
+        Xs = bags.instances if scaled else apply_scaling(
+            bags.instances, self.scale_offset_, self.scale_factor_, np.float32)
         out = []
         with _cpu_threads(self.n_threads, device):
             for start in range(0, Xs.shape[0], 65536):
@@ -262,10 +278,23 @@ class DeepMIML(MIMLClassifierMixin, BaseEstimator):
                 out.append(net.instance_probs(x).cpu().numpy())
         return np.concatenate(out, axis=0).astype(np.float64)
 
+    def _store_blocks(self, source: Any):
+        """(instance probabilities, local offsets) of consecutive runs of a store's bags."""
+        from mimlkit.deep.store_data import iter_scaled_blocks
+
+        for _, _, blk in iter_scaled_blocks(source, self.scale_offset_, self.scale_factor_):
+            out = self._instance_matrix(blk, scaled=True), blk.offsets
+            del blk  # free this block before the next one is read
+            yield out
+
     def decision_function(self, X: Any) -> np.ndarray:
-        """Bag label probabilities (n_bags, n_labels): max over instances (threshold 0.5)."""
+        """Bag label probabilities (n_bags, n_labels): max over instances (threshold 0.5).
+        ``X`` may be a bag store, scored one block of bags at a time."""
         check_is_fitted(self, "module_")
         bags = self._validate_bags(X, reset=False)
+        if is_bag_source(bags):
+            return np.concatenate([np.maximum.reduceat(P, off[:-1], axis=0)
+                                   for P, off in self._store_blocks(bags)])
         return np.maximum.reduceat(self._instance_matrix(bags), bags.offsets[:-1], axis=0)
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -276,5 +305,8 @@ class DeepMIML(MIMLClassifierMixin, BaseEstimator):
         """Per-bag (n_i, n_labels) instance label probabilities (bag score = column max)."""
         check_is_fitted(self, "module_")
         bags = self._validate_bags(X, reset=False)
+        if is_bag_source(bags):
+            P = np.concatenate([P for P, _ in self._store_blocks(bags)])
+            return np.split(P, bags.offsets[1:-1])
         return np.split(self._instance_matrix(bags), bags.offsets[1:-1])
 

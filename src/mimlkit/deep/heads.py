@@ -212,6 +212,7 @@ class MultiLabelHead(_HeadBase):
     """
 
     _torch_modules = ("module_",)
+    _store_input = True  # a bag store is pooled block by block (only n_bags x d is held)
 
     def __init__(self, loss: str = "bce", loss_params: dict | None = None,
                  hidden: int | tuple[int, ...] | None = None, dropout: float = 0.0,
@@ -252,6 +253,10 @@ class MultiLabelHead(_HeadBase):
     def _pool(self, bags) -> np.ndarray:
         if self.pooling not in _POOLINGS:
             raise ValueError(f"pooling must be one of {_POOLINGS}, got {self.pooling!r}")
+        from mimlkit.learners._bag_source import is_bag_source, map_blocks
+
+        if is_bag_source(bags):  # a bag store: pooled one block of bags at a time
+            return map_blocks(bags, self._pool)
         if self.pooling == "meanmax":
             F = np.hstack([bags.pool("mean"), bags.pool("max")])
         else:
@@ -259,7 +264,9 @@ class MultiLabelHead(_HeadBase):
         return np.asarray(F, dtype=np.float32)
 
     def _features(self, bags) -> np.ndarray:
-        F = self._pool(bags)
+        return self._standardized(self._pool(bags))
+
+    def _standardized(self, F: np.ndarray) -> np.ndarray:
         if self.standardize:
             F = (F - self.mean_) / self.scale_
         return F.astype(np.float32, copy=False)
@@ -298,7 +305,7 @@ class MultiLabelHead(_HeadBase):
             sd = F.std(0)
             self.scale_ = np.where(sd > 1e-12, sd, 1.0).astype(np.float32)
         self.n_pooled_features_ = F.shape[1]
-        F = self._features(bags)
+        F = self._standardized(F)  # (pooled once: a bag store is read once)
         n, c = Y.shape
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.random_state or 0))

@@ -14,6 +14,9 @@
 * **Training** runs on the shared :class:`~mimlkit.deep.trainer.Trainer` (AMP on CUDA,
   checkpoints, DDP under ``torchrun``) with any loss of :mod:`mimlkit.deep.losses`; ``Y`` may
   hold -1 (unobserved) entries for single-positive MIML.
+* **Bag stores**: ``fit`` / ``predict`` / ``instance_scores`` also take a bag store
+  (``open_store``, or ``store.subset(idx)``), read lazily: a training step reads its batch
+  of bags (:mod:`mimlkit.deep.store_data`), never the whole store (``docs/store_training.md``).
 * **Positions**: tile coordinates ``bags.instance_meta["coords"]`` (N x 2, any tiler) become
   integer grid positions (divided by the tile stride); bags without coordinates get a
   row-major square layout of their instance order (TransMIL's convention).
@@ -33,8 +36,10 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from mimlkit.bags import Bags, check_labels
+from mimlkit.datasets.store_view import is_bag_source
 from mimlkit.deep.deepmiml import _cpu_threads
 from mimlkit.deep.heads import _HeadBase
+from mimlkit.learners._bag_source import stream_scaling
 from mimlkit.learners.classic._instance_scaling import apply_scaling, fit_scaling
 
 __all__ = ["BagMILBase", "grid_positions", "masked_softmax", "InstanceEncoder"]
@@ -57,11 +62,38 @@ class InstanceEncoder(nn.Sequential):
         super().__init__(nn.Linear(n_features, hidden), nn.ReLU(), nn.Dropout(dropout))
 
 
-def grid_positions(bags: Bags) -> np.ndarray:
+def _usable_coords(bags: Bags) -> np.ndarray | None:
+    """The bags' tile coordinates (N, 2) float64 relative to each bag's minimum, or None."""
+    coords = bags.instance_meta.get("coords")
+    if coords is None:
+        return None
+    c = np.asarray(coords, dtype=np.float64)
+    if c.ndim != 2 or c.shape[1] < 2 or not np.isfinite(c).all():
+        return None
+    c = c[:, :2]
+    return c - np.repeat(np.minimum.reduceat(c, bags.offsets[:-1], axis=0), bags.sizes, axis=0)
+
+
+def tile_step(bags: Bags) -> np.ndarray | None:
+    """Per axis, the smallest positive coordinate offset inside any bag (1 where none), or
+    None without usable coordinates; the minimum over blocks of bags is the step of all."""
+    c = _usable_coords(bags)
+    if c is None:
+        return None
+    step = np.full(2, np.inf)
+    for a in range(2):
+        pos = c[:, a][c[:, a] > 1e-9]
+        if pos.size:
+            step[a] = pos.min()
+    return step
+
+
+def grid_positions(bags: Bags, step: np.ndarray | None = None) -> np.ndarray:
     """(N, 2) int64 grid positions (row, col) of every instance inside its bag.
 
     From ``instance_meta["coords"]`` when present: coordinates minus the bag's minimum,
-    divided by the tile stride (the smallest positive offset along each axis over all bags).
+    divided by the tile stride (the smallest positive offset along each axis over all bags,
+    or ``step`` when given: the stride of a whole store read in blocks).
     Otherwise, or when a bag's grid would exceed 1024 cells per side, instance ``j`` of a bag
     of ``n`` goes to ``(j // w, j % w)`` with ``w = ceil(sqrt(n))``.
     """
@@ -70,19 +102,12 @@ def grid_positions(bags: Bags) -> np.ndarray:
     j = np.arange(bags.n_instances, dtype=np.int64) - start
     w = np.repeat(np.ceil(np.sqrt(sizes)).astype(np.int64), sizes)
     seq = np.stack([j // w, j % w], axis=1)
-    coords = bags.instance_meta.get("coords")
-    if coords is None:
+    c = _usable_coords(bags)
+    if c is None:
         return seq
-    c = np.asarray(coords, dtype=np.float64)
-    if c.ndim != 2 or c.shape[1] < 2 or not np.isfinite(c).all():
-        return seq
-    c = c[:, :2]
-    c = c - np.repeat(np.minimum.reduceat(c, bags.offsets[:-1], axis=0), sizes, axis=0)
-    step = np.ones(2)
-    for a in range(2):
-        pos = c[:, a][c[:, a] > 1e-9]
-        if pos.size:
-            step[a] = pos.min()
+    if step is None:
+        step = tile_step(bags)
+    step = np.where(np.isfinite(step), step, 1.0)
     g = np.rint(c / step).astype(np.int64)
     too_big = np.repeat(np.maximum.reduceat(g, bags.offsets[:-1], axis=0).max(1)
                         >= _MAX_GRID_SIDE, sizes)
@@ -105,8 +130,10 @@ class _BagBatches:
 
     def __init__(self, X: torch.Tensor, offsets: np.ndarray, pos: torch.Tensor | None,
                  batch_size: int, seed: int, *, train: bool, max_instances: int | None = None,
-                 instance_dropout: float = 0.0, order: np.ndarray | None = None) -> None:
+                 instance_dropout: float = 0.0, order: np.ndarray | None = None,
+                 predict_instances: int = _PREDICT_INSTANCES) -> None:
         self.X, self.offsets, self.pos = X, np.asarray(offsets, dtype=np.int64), pos
+        self.predict_instances = max(1, int(predict_instances))
         self.sizes = np.diff(self.offsets)
         self.n = self.sizes.size
         self.bs = max(1, int(batch_size))
@@ -134,14 +161,19 @@ class _BagBatches:
             s = 0
             while s < self.n:
                 L = int(eff[idx[min(s + self.bs, self.n) - 1]])
-                b = max(1, min(self.bs, _PREDICT_INSTANCES // max(L, 1)))
+                b = max(1, min(self.bs, self.predict_instances // max(L, 1)))
                 self.batches.append(idx[s:s + b])
                 s += b
 
-    def _keep(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rows kept for bags ``b`` (bag by bag) and the kept count per bag."""
+    def _inputs(self, b: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray]:
+        """(instances, positions, first row of each bag of ``b`` in them): the whole
+        training tensors here; a lazy store dataset reads just the bags ``b``."""
+        return self.X, self.pos, self.offsets[b]
+
+    def _keep(self, b: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows kept for bags ``b`` (bag by bag, their first rows at ``starts``) and the
+        kept count per bag."""
         sizes = self.sizes[b]
-        starts = self.offsets[b]
         bag_of = np.repeat(np.arange(b.size), sizes)
         rows = np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
         if not self.train or (self.max_instances is None and self.instance_dropout <= 0):
@@ -159,13 +191,14 @@ class _BagBatches:
 
     def __getitem__(self, j: int):
         b = self.batches[int(j)]
-        rows, bag_of = self._keep(b)
+        X, P, starts = self._inputs(b)
+        rows, bag_of = self._keep(b, starts)
         counts = np.bincount(bag_of, minlength=b.size)
         slot = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
         B, L = b.size, int(counts.max())
-        x = _pad(self.X, rows, bag_of, slot, B, L)
+        x = _pad(X, rows, bag_of, slot, B, L)
         mask = torch.from_numpy(np.arange(L)[None, :] < counts[:, None])
-        pos = _pad(self.pos, rows, bag_of, slot, B, L) if self.pos is not None else \
+        pos = _pad(P, rows, bag_of, slot, B, L) if P is not None else \
             torch.zeros((B, L, 2), dtype=torch.long)
         return (x, mask, pos), torch.from_numpy(b.astype(np.int64))
 
@@ -261,6 +294,7 @@ class BagMILBase(_HeadBase):
 
     _torch_modules = ("module_",)
     _uses_positions = False
+    _store_input = True
     #: thresholds from out-of-fold scores up to 200 training bags (3 small clones), above
     #: from one 80/20 hold-out + refit (about 1.8x one fit)
     _OOF_MAX_BAGS = 200
@@ -289,6 +323,21 @@ class BagMILBase(_HeadBase):
         if not 0.0 <= float(self.instance_dropout) < 1.0:
             raise ValueError("instance_dropout must lie in [0, 1)")
 
+    def _batch_maker(self, bags: Any):
+        """``make(batch_size, seed, *, train, **kw) -> _BagBatches`` over ``bags``: the
+        scaled instance tensor is built once and shared; for a bag store, a lazy dataset
+        that reads each batch's bags from disk (``mimlkit.deep.store_data``)."""
+        if is_bag_source(bags):
+            from mimlkit.deep.store_data import store_batch_maker
+
+            return store_batch_maker(self, bags)
+        Xt, pos = self._tensors(bags)
+
+        def make(batch_size: int, seed: int, *, train: bool, **kw: Any) -> _BagBatches:
+            return _BagBatches(Xt, bags.offsets, pos, batch_size, seed, train=train, **kw)
+
+        return make
+
     def _tensors(self, bags: Bags) -> tuple[torch.Tensor, torch.Tensor | None]:
         Xs = apply_scaling(bags.instances, self.scale_offset_, self.scale_factor_, np.float32)
         pos = torch.from_numpy(grid_positions(bags)) if self._uses_positions else None
@@ -303,7 +352,8 @@ class BagMILBase(_HeadBase):
     def fit(self, X: Any, Y: Any, eval_set: tuple[Any, Any] | None = None) -> BagMILBase:
         """Fit on bags ``X`` and labels ``Y`` (1 / 0 / -1 = unobserved). ``eval_set``: a
         fully labelled ``(X_val, Y_val)`` monitored by validation mAP (early stopping and
-        restore of the best epoch)."""
+        restore of the best epoch). ``X`` may be a bag store (``open_store``, or a subset):
+        it is read lazily, one batch of bags at a time (``Y`` None: the store's labels)."""
         from mimlkit.deep.trainer import Trainer, preserve_rng_state
 
         self._check_params()
@@ -317,17 +367,20 @@ class BagMILBase(_HeadBase):
             perm = np.random.default_rng(int(self.random_state or 0)).permutation(bags.n_bags)
             n_val = max(1, int(round(float(vf) * bags.n_bags)))
             va, tr = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-            eval_set = (bags.take(va), Y[va])
-            bags, Y = bags.take(tr), Y[tr]
+            take = bags.subset if is_bag_source(bags) else bags.take
+            eval_set = (take(va), Y[va])
+            bags, Y = take(tr), Y[tr]
             self.validation_bags_ = va
-        self.scale_offset_, self.scale_factor_ = fit_scaling(bags.instances, self.scale)
+        if is_bag_source(bags):  # statistics streamed block by block
+            self.scale_offset_, self.scale_factor_ = stream_scaling(bags, self.scale)
+        else:
+            self.scale_offset_, self.scale_factor_ = fit_scaling(bags.instances, self.scale)
         n, c = Y.shape
         seed = int(self.random_state or 0)
-        Xt, pos = self._tensors(bags)
-        data = _BagBatches(Xt, bags.offsets, pos, self.batch_size, seed, train=True,
-                           max_instances=self.max_instances,
-                           instance_dropout=self.instance_dropout)
-        score_data = _BagBatches(Xt, bags.offsets, pos, 256, seed, train=False)
+        make = self._batch_maker(bags)
+        data = make(self.batch_size, seed, train=True, max_instances=self.max_instances,
+                    instance_dropout=self.instance_dropout)
+        score_data = make(256, seed, train=False)
         device = self._device()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -345,8 +398,7 @@ class BagMILBase(_HeadBase):
         if eval_set is not None:
             bv = self._validate_bags(eval_set[0], reset=False)
             task.val_labels = check_labels(eval_set[1], bv.n_bags, allow_unobserved=False)
-            Xv, pv = self._tensors(bv)
-            val = _BagBatches(Xv, bv.offsets, pv, 256, seed, train=False)
+            val = self._batch_maker(bv)(256, seed, train=False)
         trainer = Trainer(max_epochs=self.max_epochs, optimizer=self.optimizer, lr=self.lr,
                           weight_decay=self.weight_decay, batch_size=1, device=device,
                           seed=seed, progress=bool(self.verbose),
@@ -369,8 +421,7 @@ class BagMILBase(_HeadBase):
         net = self.module_
         device = next(net.parameters()).device
         net.eval()
-        Xt, pos = self._tensors(bags)
-        data = _BagBatches(Xt, bags.offsets, pos, 512, 0, train=False)
+        data = self._batch_maker(bags)(512, 0, train=False)
         bag_out = np.zeros((bags.n_bags, int(self.n_labels_)))
         inst: dict[str, np.ndarray] = {}
         with _cpu_threads(self.n_threads, device):

@@ -97,13 +97,31 @@ def t_criterion_predict(scores: np.ndarray, threshold: float | np.ndarray,
     return Y
 
 
+_NO_Y = object()
+
+
+def _is_bag_source(X: Any) -> bool:
+    """A lazy bag source (a bag store or a subset of one: ``datasets/store_view.py``)."""
+    return getattr(type(X), "lazy_bags", False) is True
+
+
 def _with_calibration(fit):
     """Wrap a learner's ``fit`` so that its decision thresholds are chosen on training data
     (``MIMLClassifierMixin._fit_and_calibrate``); nested ``super().fit`` calls pass through."""
     import functools
 
     @functools.wraps(fit)
-    def wrapped(self, X, Y, *args, **kwargs):
+    def wrapped(self, X, Y=_NO_Y, *args, **kwargs):
+        if Y is _NO_Y:  # only a bag store may omit Y (its own labels are used)
+            if not _is_bag_source(X):
+                raise TypeError(f"{type(self).__name__}.fit() missing 1 required positional "
+                                "argument: 'Y'")
+            Y = None
+        if _is_bag_source(X):
+            from mimlkit.learners._bag_source import store_labels
+
+            self._check_store_input(X)
+            Y = store_labels(X, Y)
         if getattr(self, "_in_fit", False):
             return fit(self, X, Y, *args, **kwargs)
         self._in_fit = True
@@ -149,10 +167,28 @@ class MIMLClassifierMixin:
     #: ``mimlkit.evaluation.evaluate`` feeds estimator objects accordingly
     input_kind: str = "bags"
 
+    #: whether ``fit`` / ``decision_function`` read a bag store (``StoredBags``) lazily;
+    #: ``_validate_bags`` then passes the store through instead of a ``Bags``
+    _store_input: bool = False
+
     # ---------------------------------------------------------------- validation helpers
+    def _check_store_input(self, X: Any) -> None:
+        """Refuse a bag store for a learner that cannot read one lazily."""
+        if not self._store_input:
+            name = type(self).__name__
+            raise TypeError(
+                f"{name} cannot read a bag store lazily ({X.path}): train it with "
+                "fit_from_store when it has partial_fit, or load the store when it fits in "
+                "memory: fit(store.to_bags(), store.labels)")
+
     def _validate_bags(self, X: Any, *, reset: bool) -> Bags:
-        """Coerce to ``Bags``; on ``reset`` remember the feature width, else check it."""
-        bags = as_bags(X, dtype=getattr(self, "dtype", np.float32))
+        """Coerce to ``Bags``; on ``reset`` remember the feature width, else check it.
+        A bag store (or subset) is returned as it is, for learners with ``_store_input``."""
+        if _is_bag_source(X):
+            self._check_store_input(X)
+            bags = X
+        else:
+            bags = as_bags(X, dtype=getattr(self, "dtype", np.float32))
         if reset:
             self.n_features_in_ = bags.n_features
         else:
@@ -212,6 +248,8 @@ class MIMLClassifierMixin:
         on the rest, which is kept (1x).
         Extra fit inputs (e.g. BLS ``global_features``) and partly observed labels (-1)
         cannot be split or scored: the learner's own threshold is kept then.
+        A bag store as ``X`` (learners with ``_store_input``) is split the same way into
+        lazy subsets (``store.subset``): clones and scoring read only their own bags.
         """
         from sklearn.base import clone
 
@@ -229,7 +267,9 @@ class MIMLClassifierMixin:
             out = fit(self, X, Y, *args, **kwargs)
             self._set_fixed_t_criterion(Y, tc)
             return out
-        if getattr(self, "input_kind", "bags") == "bags" or isinstance(X, Bags):
+        if _is_bag_source(X):  # held-out parts are lazy subsets of the store
+            bags = _SourceParts(X)
+        elif getattr(self, "input_kind", "bags") == "bags" or isinstance(X, Bags):
             bags = as_bags(X, dtype=getattr(self, "dtype", np.float32))
         else:  # images (ImageSet, list or N x H x W x C array): rows are taken by index
             bags = _IndexedInputs(X)
@@ -357,6 +397,17 @@ class MIMLClassifierMixin:
         tags.target_tags.single_output = False
         tags.input_tags.two_d_array = True
         return tags
+
+
+class _SourceParts:
+    """A bag store seen through the two methods calibration needs (``take`` is lazy)."""
+
+    def __init__(self, X: Any) -> None:
+        self.X = X
+        self.n_bags = X.n_bags
+
+    def take(self, idx: Any) -> Any:
+        return self.X.subset(idx)
 
 
 class _IndexedInputs:

@@ -8,6 +8,9 @@ constant score: the smoothed log-odds ``log((n_pos + 0.5) / (n_neg + 0.5))``.
 
 Supports unobserved (-1) labels: each label's model is fitted on the bags where that label
 is observed (the "assume nothing" treatment of single-positive data).
+
+A bag store (``open_store``) as ``X`` is pooled one block of bags at a time: only the pooled
+matrix (n_bags x d, or 2d for "meanmax") is held in memory, and it equals the in-memory one.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from mimlkit.bags import Bags
+from mimlkit.learners._bag_source import is_bag_source, map_blocks
 from mimlkit.learners.base import MIMLClassifierMixin
 
 __all__ = ["PooledLinear"]
@@ -27,7 +31,11 @@ __all__ = ["PooledLinear"]
 _POOL_CHOICES = ("mean", "max", "meanmax")
 
 
-def _pool(bags: Bags, how: str) -> np.ndarray:
+def _pool(bags: Any, how: str) -> np.ndarray:
+    if is_bag_source(bags):  # a bag store: pooled one block of bags at a time
+        if how not in _POOL_CHOICES:
+            raise ValueError(f"pool must be one of {_POOL_CHOICES}, got {how!r}")
+        return map_blocks(bags, lambda blk: _pool(blk, how))
     if how == "mean":
         return bags.pool("mean").astype(np.float64, copy=False)
     if how == "max":
@@ -83,6 +91,7 @@ class PooledLinear(MIMLClassifierMixin, BaseEstimator):
 
     supports_unobserved = True
     decision_threshold = 0.0
+    _store_input = True  # a bag store is pooled block by block
 
     def __init__(self, *, pool: str = "mean", C: float = 1.0, standardize: bool = True,
                  class_weight: str | None = None, max_iter: int = 500, tol: float = 1e-4,
@@ -148,6 +157,11 @@ class PooledLinear(MIMLClassifierMixin, BaseEstimator):
         of its instances' scores (exact decomposition)."""
         check_is_fitted(self, "coef_")
         bags = self._validate_bags(X, reset=False)
+        if is_bag_source(bags):
+            return map_blocks(bags, self._instance_logits)
+        return self._instance_logits(bags)
+
+    def _instance_logits(self, bags: Bags) -> np.ndarray:
         Xi = bags.instances.astype(np.float64, copy=False)
         F = np.hstack([Xi, Xi]) if self.pool == "meanmax" else Xi
         return ((F - self.mean_) / self.scale_) @ self.coef_.T + self.intercept_

@@ -16,6 +16,13 @@ into a D-dimensional subspace; each label l has ``n_subconcepts`` vectors ``w_{l
 Vectorisation: a step processes ``batch_size`` pairs at once (``batch_size=1`` is the
 original pure SGD); the draw-until-violation sampling is simulated exactly with random
 priority keys, so no Python loop runs over instances, labels or pairs.
+
+A bag store (``open_store``) as ``X`` is read lazily: the scaling statistics are streamed,
+each SGD step reads the bags of its pairs from the store (random access: one read per bag,
+so an epoch costs about one store read per (bag, label) pair; slower than in memory, but
+memory holds the model and one step's bags) and scores are computed one block of bags at a
+time. The model equals the in-memory one (same draws; scaling statistics up to float
+rounding).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from mimlkit.bags import Bags
+from mimlkit.learners._bag_source import is_bag_source, map_blocks, stream_scaling
 from mimlkit.learners.base import MIMLClassifierMixin
 from mimlkit.learners.classic._instance_scaling import (
     apply_scaling,
@@ -118,6 +126,8 @@ class MIMLfast(MIMLClassifierMixin, BaseEstimator):
     those of ``f_l`` (so every ranking metric is unaffected) and 0 is the learned threshold.
     """
 
+    _store_input = True  # a bag store is read lazily (module docstring)
+
     def __init__(self, dim: int = 100, n_subconcepts: int = 5, norm_up: float = 1.0,
                  bias: float | None = 1.0,
                  n_epochs: int = 40, lr: float = 0.005, reg_lambda: float = 1e-5,
@@ -141,7 +151,8 @@ class MIMLfast(MIMLClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, Y: Any) -> MIMLfast:
-        """Averaged SGD on the approximated ranking loss (TPAMI 2019, Eqs. 3-7)."""
+        """Averaged SGD on the approximated ranking loss (TPAMI 2019, Eqs. 3-7). ``X`` may
+        be a bag store (read lazily, see the module docstring)."""
         bags, Y = self._validate_fit(X, Y)
         for name in ("dim", "n_subconcepts", "n_epochs", "batch_size", "average_size"):
             v = getattr(self, name)
@@ -150,11 +161,9 @@ class MIMLfast(MIMLClassifierMixin, BaseEstimator):
         if not self.norm_up > 0 or not self.lr > 0 or self.reg_lambda < 0:
             raise ValueError("norm_up and lr must be > 0 and reg_lambda >= 0")
         rng = check_random_state(self.random_state)
-        self.scale_offset_, self.scale_factor_ = fit_scaling(bags.instances, self.scale)
-        Xs = self._features(bags)
-        offsets = bags.offsets
+        fetch = self._fetcher(bags)
         n, K = Y.shape
-        d = Xs.shape[1]
+        d = int(bags.n_features) + (0 if self._bias() is None else 1)
         D, Ks, C = int(self.dim), int(self.n_subconcepts), float(self.norm_up)
         Kt = K + 1  # + dummy label
 
@@ -190,7 +199,8 @@ class MIMLfast(MIMLClassifierMixin, BaseEstimator):
             perm = rng.permutation(n_pairs)
             for start in range(0, n_pairs, B):
                 p = perm[start:start + B]
-                self._sgd_step(V, W, Xs, offsets, bi[p], li[p], irr[p], n_irr[p], harmonic,
+                Xb, off = fetch(bi[p])
+                self._sgd_step(V, W, Xb, off, li[p], irr[p], n_irr[p], harmonic,
                                self.lr / (1.0 + self.reg_lambda * self.lr * t), Ks, C, rng)
                 t += p.size
                 steps += 1
@@ -207,13 +217,37 @@ class MIMLfast(MIMLClassifierMixin, BaseEstimator):
         self.n_pairs_ = n_pairs
         return self
 
+    def _fetcher(self, bags: Any):
+        """Fit the scaling; return ``fetch(b) -> (scaled instances of the bags b in that
+        order, their offsets)``: gathered from memory, or read from a bag store."""
+        if is_bag_source(bags):
+            self.scale_offset_, self.scale_factor_ = stream_scaling(bags, self.scale)
+
+            def fetch(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                blk = bags.take(b)
+                return self._features(blk), blk.offsets
+
+            return fetch
+        self.scale_offset_, self.scale_factor_ = fit_scaling(bags.instances, self.scale)
+        Xs = self._features(bags)
+        offsets = bags.offsets
+
+        def gather(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            rows, off = gather_rows(offsets, b)
+            return Xs[rows], off
+
+        return gather
+
+    def _bias(self) -> float | None:
+        b = getattr(self, "bias", None)  # models pickled before ``bias`` existed: none
+        return None if b is None or b == 0 else float(b)
+
     @staticmethod
-    def _sgd_step(V, W, Xs, offsets, b, y, irr, n_irr, harmonic, eta, Ks, C, rng) -> None:
-        """One vectorised step on a batch of (bag, relevant label) pairs (in place)."""
-        Bn = b.size
+    def _sgd_step(V, W, Xb, off, y, irr, n_irr, harmonic, eta, Ks, C, rng) -> None:
+        """One vectorised step on a batch of (bag, relevant label) pairs (in place): ``Xb``
+        the instances of the pairs' bags (one copy per pair), split at ``off``."""
+        Bn = y.size
         Kt = irr.shape[1]
-        rows, off = gather_rows(offsets, b)
-        Xb = Xs[rows]
         Zb = Xb @ V.T  # (m, D)
         S = (Zb @ W.T).reshape(-1, Kt, Ks)
         ks = S.argmax(axis=2)  # best sub-concept per instance and label
@@ -251,10 +285,10 @@ class MIMLfast(MIMLClassifierMixin, BaseEstimator):
     def _features(self, bags: Bags) -> np.ndarray:
         """Scaled instances, with the constant ``bias`` column appended when set."""
         Xs = apply_scaling(bags.instances, self.scale_offset_, self.scale_factor_)
-        b = getattr(self, "bias", None)  # models pickled before ``bias`` existed: none
-        if b is None or b == 0:
+        b = self._bias()
+        if b is None:
             return Xs
-        return np.hstack([Xs, np.full((Xs.shape[0], 1), float(b), dtype=Xs.dtype)])
+        return np.hstack([Xs, np.full((Xs.shape[0], 1), b, dtype=Xs.dtype)])
 
     def _instance_label_scores(self, bags: Bags) -> np.ndarray:
         """(n_instances, n_labels + 1) instance scores ``max_k w_{l,k}^T V x``."""
@@ -267,7 +301,17 @@ class MIMLfast(MIMLClassifierMixin, BaseEstimator):
         """Raw bag scores ``f_l(X)`` (n_bags, n_labels + 1); the last column is the dummy."""
         check_is_fitted(self, "V_")
         bags = self._validate_bags(X, reset=False)
+        if is_bag_source(bags):
+            return map_blocks(bags, lambda blk: segment_max(self._instance_label_scores(blk),
+                                                            blk.offsets), self._block_rows())
         return segment_max(self._instance_label_scores(bags), bags.offsets)
+
+    def _block_rows(self) -> int:
+        """Instances per block when scoring a bag store (float64 rows of the widest of the
+        scaled instances, their projection and the sub-concept scores)."""
+        from mimlkit.datasets.store_view import block_rows
+
+        return block_rows(2 * max(self.V_.shape[1], self.V_.shape[0], self.W_.shape[0]))
 
     def decision_function(self, X: Any) -> np.ndarray:
         """``f_l(X) - f_dummy(X)`` (n_bags, n_labels); > 0 means relevant."""
@@ -278,5 +322,9 @@ class MIMLfast(MIMLClassifierMixin, BaseEstimator):
         """Per-bag (n_i, n_labels) instance scores ``f_l(x)`` (bag score = column max)."""
         check_is_fitted(self, "V_")
         bags = self._validate_bags(X, reset=False)
-        S = self._instance_label_scores(bags)[:, :-1]
+        if is_bag_source(bags):
+            S = map_blocks(bags, lambda blk: self._instance_label_scores(blk)[:, :-1],
+                           self._block_rows())
+        else:
+            S = self._instance_label_scores(bags)[:, :-1]
         return np.split(S, bags.offsets[1:-1])
