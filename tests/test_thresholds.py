@@ -267,3 +267,31 @@ def test_calibration_clone_params_reach_the_clones(monkeypatch):
     clones = [(k, a) for n, k, a in seen if n == 40]  # 3 folds of 60 bags: 40 bags each
     assert len(clones) == 3 and all(k == 12 for k, _ in clones)  # 20 % of 60, not of 40
     assert all(a == pytest.approx(40 / 60) for _, a in clones)
+
+
+def test_crossfit_final_scores_with_the_mean_of_the_calibration_clones():
+    """``crossfit_final``: the out-of-fold clones that chose the thresholds also score (their
+    mean); the model refitted on all bags is kept but does not score. Off by default, and a
+    re-fit without it drops the clones."""
+    from mimlkit.learners.pooled import PooledLinear
+
+    ds = make_miml_bags(90, n_labels=3, random_state=0)
+    bags, Y = ds.bags, ds.Y
+    assert PooledLinear.crossfit_final is False
+    plain = create("pooled-linear").fit(bags, Y)
+    assert "calibration_models_" not in plain.__dict__
+    est = create("pooled-linear")
+    est.crossfit_final = True
+    est.fit(bags, Y)
+    models = est.calibration_models_
+    assert len(models) == 3 and all(not m.__dict__.get("calibration_models_") for m in models)
+    mean = np.mean([m.decision_function(bags) for m in models], axis=0)
+    np.testing.assert_allclose(est.decision_function(bags), mean)
+    own = type(est).decision_function.__wrapped__(est, bags)  # the refitted model's scores
+    np.testing.assert_allclose(own, plain.decision_function(bags))
+    assert not np.allclose(own, mean)
+    assert est.predict(bags).shape == Y.shape and "crossfit" in est.calibration_["scores"]
+    est.crossfit_final = False
+    est.fit(bags, Y)
+    assert "calibration_models_" not in est.__dict__
+    np.testing.assert_allclose(est.decision_function(bags), own)

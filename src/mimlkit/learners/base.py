@@ -134,6 +134,24 @@ def _with_calibration(fit):
     return wrapped
 
 
+def _with_crossfit(decision_function):
+    """Wrap a learner's ``decision_function``: a model fitted with ``crossfit_final`` scores
+    with the mean of its calibration clones (``MIMLClassifierMixin.crossfit_final``)."""
+    import functools
+
+    @functools.wraps(decision_function)
+    def wrapped(self, X, *args, **kwargs):
+        models = self.__dict__.get("calibration_models_")
+        if not models:
+            return decision_function(self, X, *args, **kwargs)
+        S = [np.asarray(m.decision_function(X, *args, **kwargs), dtype=np.float64)
+             for m in models]
+        return np.mean(S, axis=0)
+
+    wrapped._crossfit = True  # type: ignore[attr-defined]
+    return wrapped
+
+
 class _LabelClasses:
     """``classes_`` for learners that set ``n_labels_`` without ``_validate_fit``: one
     ``array([0, 1])`` per label (see ``_validate_fit``). A non-data descriptor, so a fitted
@@ -228,11 +246,24 @@ class MIMLClassifierMixin:
     #: below this many training bags the learner's own threshold is kept
     _MIN_CALIBRATION_BAGS: int = 20
 
+    #: score with the mean of the out-of-fold calibration clones instead of the model
+    #: refitted on all bags ("cross-fitted" final scores), where the out-of-fold branch runs
+    #: (up to ``_OOF_MAX_BAGS`` training bags). The thresholds were chosen on those clones'
+    #: held-out scores, so they are applied to scores of the same scale; a model refitted on
+    #: all bags can score on another scale (more data, more optimizer steps). The refitted
+    #: model is still fitted (its attributes, ``instance_scores``) but does not score. Off by
+    #: default; a learner turns it on only after ``benchmarks/select_calibration_clones.py``
+    #: chose it on inner splits.
+    crossfit_final: bool = False
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         fit = cls.__dict__.get("fit")
         if fit is not None and not getattr(fit, "_calibrated_fit", False):
             cls.fit = _with_calibration(fit)  # type: ignore[method-assign]
+        df = cls.__dict__.get("decision_function")
+        if df is not None and not getattr(df, "_crossfit", False):
+            cls.decision_function = _with_crossfit(df)  # type: ignore[method-assign]
 
     def _fit_and_calibrate(self, fit: Any, X: Any, Y: Any, args: tuple, kwargs: dict) -> Any:
         """Run the learner's own ``fit``, then set ``threshold_`` / ``t_criterion_``.
@@ -255,6 +286,7 @@ class MIMLClassifierMixin:
 
         from mimlkit.learners._thresholds import THRESHOLD_MODES, fold_indices
 
+        self.__dict__.pop("calibration_models_", None)
         mode = getattr(self, "threshold_mode", "fixed")
         if mode not in THRESHOLD_MODES:
             raise ValueError(f"threshold_mode must be one of {THRESHOLD_MODES}, got {mode!r}")
@@ -297,18 +329,23 @@ class MIMLClassifierMixin:
         out = fit(self, X, Y)
         n_folds = self._calibration_folds if n <= self._OOF_MAX_BAGS else 1
         folds = fold_indices(n, n_folds, self._seed())
-        rows, scores = [], []
+        rows, scores, models = [], [], []
         private = {k: v for k, v in (("checkpoint_dir", None), ("resume", False))
                    if k in self.get_params(deep=False)}  # clones never touch checkpoints
         for tr, te in folds:
             est = clone(self).set_params(threshold_mode="fixed", **private,
                                          **self._calibration_clone_params(n, len(tr)))
+            est.crossfit_final = False
             est.fit(bags.take(tr), Yc[tr])
             rows.append(te)
             scores.append(np.asarray(est.decision_function(bags.take(te)), dtype=np.float64))
+            models.append(est)
         self._choose(np.vstack(scores), Yc[np.concatenate(rows)], Yc, mode, tc)
         self.calibration_ = {"method": "out-of-fold" if len(folds) > 1 else "holdout 80/20",
                              "n_folds": len(folds)}
+        if self.crossfit_final and len(folds) > 1:
+            self.calibration_models_ = models
+            self.calibration_["scores"] = "mean of the out-of-fold clones (crossfit_final)"
         return out
 
     def _calibration_clone_params(self, n_full: int, n_clone: int) -> dict[str, Any]:
