@@ -241,10 +241,10 @@ def fit_cmd(
         _check_preset,
         _command_line,
         _console,
-        _load_dataset,
         _naming,
         parse_params,
     )
+    from mimlkit.cli_store import fit_streamed, streamed_metadata, training_data
     from mimlkit.features.input_pipeline import describe_pipeline
     from mimlkit.registry import create, learner_spec
 
@@ -253,8 +253,9 @@ def fit_cmd(
     params = parse_params(param, [name])[name]
     apply_memory_budget({name: params}, memory_budget_mb)  # refused before the data load
     check_device(params.get("device"), "--param device=")
-    ds = _load_dataset(data, labels_xml, option)
     est = create(name, preset=_check_preset(preset), **params)
+    # a bag store the learner can stream stays on disk (mimlkit.cli_store); else in memory
+    ds, streamed = training_data(data, labels_xml, option, est, spec.input, name)
     if seed is not None:
         if "random_state" in est.get_params(deep=False) and "random_state" not in params:
             est.set_params(random_state=int(seed))
@@ -264,7 +265,10 @@ def fit_cmd(
     t0 = time.perf_counter()
     with con.status(f"fitting {name} on {len(ds)} bags ..."), _naming(f"fitting {name} on "
                                                                       f"{data}", data):
-        est.fit(X, ds.Y)
+        if streamed is None:
+            est.fit(X, ds.Y)
+        else:
+            fit_streamed(est, ds)
     seconds = time.perf_counter() - t0
     shown = est.get_params(deep=False)
     persistence.save(est, out, label_names=ds.label_names, metadata={
@@ -273,6 +277,7 @@ def fit_cmd(
         "data": str(data), "dataset": ds.name, "n_bags": len(ds),
         "pipeline": describe_pipeline(ds, spec.input),
         "fit_seconds": round(seconds, 3), "command": _command_line(),
+        **streamed_metadata(streamed),
     })
     _console().print(f"fitted [bold]{name}[/] on {len(ds)} bags in {seconds:.2f} s; "
                      f"model saved to [bold]{out}[/]")
@@ -363,6 +368,7 @@ def predict_cmd(
 
     from mimlkit import persistence
     from mimlkit.cli import _console, _load_dataset, _naming, atomic_write_text
+    from mimlkit.cli_store import score_input, scoring_store
     from mimlkit.features.input_pipeline import (
         check_pipeline,
         describe_pipeline,
@@ -385,6 +391,9 @@ def predict_cmd(
     pipe = _model_pipeline(config, est)
     kind = pipe.get("input", "bags")
     source = images if images is not None else data
+    lazy = None if data is None else scoring_store(data, option, est, kind, explaining,
+                                                   _learner_name(config, est))
+    streamed = None
     if images is not None:
         imgs = list_images(images)
         asked = _images_pipeline(pipe, parse_data_options(option))
@@ -395,8 +404,13 @@ def predict_cmd(
         image_set, ds_meta = imgs, {}
         if "tiler" in asked and asked["tiler"] is not None:
             ds_meta = {"tiler": asked["tiler"]}
+    elif lazy is not None and lazy[1] is not None:  # a bag store scored lazily (cli_store)
+        ds, streamed = lazy
+        check_pipeline(pipe, describe_pipeline(ds, kind), model_name=model, data_name=data)
+        X, ids, image_set, ds_meta = ds.store, _bag_ids(ds), ds.images, ds.meta
     else:
-        ds = _load_dataset(data, labels_xml, option)  # type: ignore[arg-type]
+        ds = lazy[0].load() if lazy is not None else \
+            _load_dataset(data, labels_xml, option)  # type: ignore[arg-type]
         if kind == "bags" and ds.bags is None and ds.images is not None:
             check_pipeline(pipe, {**pipe, "label_names": ds.label_names}, model_name=model,
                            data_name=data)
@@ -409,21 +423,7 @@ def predict_cmd(
         ds_meta = ds.meta if isinstance(ds.meta, dict) else {}
     with _console(stderr=True).status(f"scoring {len(ids)} bags ..."), \
             _naming(f"scoring {source} with {model}", source):
-        scores = np.asarray(est.decision_function(X), dtype=float)
-        if threshold is None and top_k is None and t_criterion is None:
-            from mimlkit.evaluation.runner import _predict_from_scores
-
-            # the shared rule on these scores: no second pass of the learner (distances)
-            pred = _predict_from_scores(est, X, scores)
-        else:
-            thr = threshold
-            if thr is None and top_k is None:
-                thr = est._threshold() if hasattr(est, "_threshold") else 0.0
-            tc = t_criterion
-            if tc is None:
-                tc = est._use_t_criterion() if hasattr(est, "_use_t_criterion") else \
-                    bool(getattr(est, "t_criterion", True))
-            pred = decision_rule(scores, thr, top_k, bool(tc))
+        scores, pred = score_input(est, X, streamed, threshold, top_k, t_criterion)
     names = config.get("label_names") or [f"label_{k}" for k in range(scores.shape[1])]
     if len(names) != scores.shape[1]:
         raise ValueError(f"{model}: the model has {scores.shape[1]} labels but its config "
@@ -489,12 +489,16 @@ def _check_explainable(est: Any, config: dict[str, Any]) -> None:
 
     if supports_instance_scores(est):
         return
-    name = (config.get("metadata") or {}).get("learner") or type(est).__name__
+    name = _learner_name(config, est)
     yes, unknown = instance_score_learners()
     more = f"; not checked here (their extra is missing): {', '.join(unknown)}" \
         if unknown else ""
     raise ValueError(f"--explain/--heatmaps: learner {name} has no instance scores "
                      f"(instance_scores); learners that have them: {', '.join(yes)}{more}")
+
+
+def _learner_name(config: dict[str, Any], est: Any) -> str:
+    return str((config.get("metadata") or {}).get("learner") or type(est).__name__)
 
 
 def _score_kind(est: Any) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,10 @@ import numpy as np
 
 from mimlkit.datasets.base import ImageSet, MIMLDataset
 from mimlkit.datasets.store_format import StoreError, _committed, _open_group
-from mimlkit.datasets.store_reader import open_store
+from mimlkit.datasets.store_reader import StoredBags, open_store
 
 __all__ = ["SIDECAR", "read_sidecar", "write_sidecar", "load_store_dataset", "is_store_path",
-           "committed_bags"]
+           "committed_bags", "StoreDataset", "open_store_dataset"]
 
 #: name of the JSON sidecar inside a store folder
 SIDECAR = "mimlkit_features.json"
@@ -92,10 +92,56 @@ def write_sidecar(path: str | os.PathLike, info: dict[str, Any]) -> None:
         raise
 
 
-def load_store_dataset(path: str | os.PathLike) -> MIMLDataset:
-    """The labelled bag store at ``path`` as an in-memory ``MIMLDataset`` (name, meta, groups
-    and images from the sidecar when there is one). An incomplete store (a writer that was
-    interrupted) is refused in one line."""
+@dataclass
+class StoreDataset:
+    """A bag store seen as a dataset whose instances stay on disk (:func:`open_store_dataset`).
+
+    ``name``, ``meta``, ``label_names``, ``images`` and ``groups`` are what
+    :func:`load_store_dataset` gives the in-memory ``MIMLDataset``; ``bags`` is the
+    :class:`StoredBags` itself (``n_features``, ``n_bags`` and the offsets are in memory),
+    ``Y`` its labels (None for an unlabelled store). ``load()`` reads it whole.
+    """
+
+    store: StoredBags
+    name: str
+    meta: dict[str, Any]
+    label_names: list[str] | None
+    images: ImageSet | None = None
+    groups: np.ndarray | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.store.path
+
+    @property
+    def bags(self) -> StoredBags:
+        return self.store
+
+    @property
+    def Y(self) -> np.ndarray | None:
+        return self.store.labels
+
+    def __len__(self) -> int:
+        return self.store.n_bags
+
+    def inputs(self, kind: str = "bags") -> Any:
+        """The learner input of ``kind``: the store (read lazily) or the images."""
+        if kind == "bags":
+            return self.store
+        if kind == "images" and self.images is not None:
+            return self.images
+        raise ValueError(f"bag store {self.path} has no {kind!r} input")
+
+    def load(self) -> MIMLDataset:
+        """The whole store as an in-memory ``MIMLDataset`` (refused without labels)."""
+        ds = self.store.to_dataset(name=self.name)
+        return replace(ds, meta={**ds.meta, **self.meta}, images=self.images,
+                       groups=self.groups)
+
+
+def open_store_dataset(path: str | os.PathLike) -> StoreDataset:
+    """The bag store at ``path`` as a :class:`StoreDataset` (only its index is read). An
+    incomplete store (a writer that was interrupted) is refused in one line."""
     path = Path(path)
     store = open_store(path)
     info = read_sidecar(path) or {}
@@ -106,13 +152,27 @@ def load_store_dataset(path: str | os.PathLike) -> MIMLDataset:
                          "its writer was interrupted): rerun the command that wrote it "
                          "(`mimlkit features ... --out` resumes)", path)
     side = info.get("dataset") or {}
-    ds = store.to_dataset(name=side.get("name"))
-    # the sidecar's meta (as the .npz keeps it: source = the label CSV) wins over to_dataset's
-    meta = {**ds.meta, **(side.get("meta") or {}), "store": str(path)}
+    # what to_dataset puts in meta, then the sidecar's (as the .npz keeps it: source = the
+    # label CSV), then where the store is
+    meta: dict[str, Any] = {"source": str(path)}
+    if store.bag_names is not None:
+        meta["bag_names"] = list(store.bag_names)
+    meta = {**meta, **(side.get("meta") or {}), "store": str(path)}
+    names = store.label_names
+    if names is None and store.labels is not None:
+        names = [f"label_{j}" for j in range(store.labels.shape[1])]
     groups = side.get("groups")
     images = None
     root = side.get("image_root")
     if root and store.bag_names is not None:
         images = ImageSet([Path(root) / n for n in store.bag_names])
-    return replace(ds, meta=meta, images=images,
-                   groups=None if groups is None else np.asarray(groups)[: store.n_bags])
+    return StoreDataset(store=store, name=side.get("name") or path.stem, meta=meta,
+                        label_names=None if names is None else list(names), images=images,
+                        groups=None if groups is None else np.asarray(groups)[: store.n_bags])
+
+
+def load_store_dataset(path: str | os.PathLike) -> MIMLDataset:
+    """The labelled bag store at ``path`` as an in-memory ``MIMLDataset`` (name, meta, groups
+    and images from the sidecar when there is one). An incomplete store (a writer that was
+    interrupted) is refused in one line."""
+    return open_store_dataset(path).load()

@@ -59,7 +59,10 @@ def _features_entry(feats: Any, meta: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def describe_pipeline(dataset: Any, input_kind: str = "bags") -> dict[str, Any]:
-    """JSON description of how ``dataset``'s learner inputs were made (module docstring)."""
+    """JSON description of how ``dataset``'s learner inputs were made (module docstring).
+
+    Reads ``dataset.meta``, ``dataset.bags`` (None or anything with ``n_features``, e.g. a
+    lazy bag store) and ``dataset.label_names`` (None: an unlabelled store) only."""
     meta = dataset.meta if isinstance(dataset.meta, dict) else {}
     tiler = meta.get("tiler")
     if tiler is None and meta.get("tile_size") is not None and dataset.bags is not None:
@@ -74,7 +77,8 @@ def describe_pipeline(dataset: Any, input_kind: str = "bags") -> dict[str, Any]:
         "n_features": int(dataset.bags.n_features) if dataset.bags is not None
         and input_kind == "bags" else None,
         "scaler": None,
-        "label_names": [str(x) for x in dataset.label_names],
+        "label_names": None if dataset.label_names is None
+        else [str(x) for x in dataset.label_names],
     }
 
 
