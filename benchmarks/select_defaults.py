@@ -89,6 +89,9 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
                                                         "validation_fraction": 0.1},
         # round 2 (yeast: the class token alone overfits single-instance bags)
         "class token + mean token readout": {"readout": "cls+mean"},
+        # round 3 (few bags: 8 epochs of 73 bags are 24 optimizer steps)
+        "at least 100 optimizer steps": {"min_steps": 100},
+        "at least 200 optimizer steps": {"min_steps": 200},
         "8 epochs": {"max_epochs": 8},  # selected in round 2: the default now
         "cls+mean, 30 epochs, 20% internal validation": {
             "readout": "cls+mean", "max_epochs": 30, "validation_fraction": 0.2},

@@ -33,7 +33,10 @@ def main() -> None:
     ap.add_argument("--no-stress", action="store_true")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", default=None, help="output folder (default: results here)")
-    ap.add_argument("--merge", nargs="*", default=None, help="merge these zoo folders")
+    ap.add_argument("--merge", nargs="*", default=None,
+                    help="merge these zoo folders (or zoo results JSON files, e.g. "
+                    "benchmarks/results/zoo.json); a later one replaces an earlier one's "
+                    "rows of the same dataset and learner")
     args = ap.parse_args()
     from mimlkit.evaluation.zoo import _write, data_root, run_zoo
 
@@ -41,7 +44,8 @@ def main() -> None:
     if args.merge:
         rows, datasets, names, commands = [], {}, [], []
         for d in args.merge:
-            p = json.loads((Path(d) / "results.json").read_text())
+            src = Path(d)  # a zoo folder, or a results file such as results/zoo.json
+            p = json.loads((src if src.is_file() else src / "results.json").read_text())
             # a later folder replaces the same (dataset, learner) of an earlier one
             new = {(r["dataset"], r["learner"]) for r in p["rows"]}
             rows = [r for r in rows if (r["dataset"], r["learner"]) not in new] + p["rows"]

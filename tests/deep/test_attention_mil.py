@@ -23,10 +23,11 @@ FAST = dict(hidden=16, max_epochs=2, batch_size=8, device="cpu", random_state=0)
 MODELS = {
     "abmil": lambda **k: ABMIL(att_dim=8, **k),
     "abmil-shared-plain": lambda **k: ABMIL(att_dim=8, attention="shared", gated=False, **k),
-    "transmil": lambda **k: TransMIL(n_heads=2, **k),
+    "transmil": lambda **k: TransMIL(n_heads=2, min_steps=None, **k),
     "transmil-linear": lambda **k: TransMIL(n_heads=2, attention="linear",
-                                            pos_encoding="sincos", **k),
-    "transmil-clsmean": lambda **k: TransMIL(n_heads=2, readout="cls+mean", **k),
+                                            pos_encoding="sincos", min_steps=None, **k),
+    "transmil-clsmean": lambda **k: TransMIL(n_heads=2, readout="cls+mean", min_steps=None,
+                                             **k),
     "dsmil": lambda **k: DSMIL(q_dim=8, **k),
     "meanmil": lambda **k: PoolMIL(pool="mean", **k),
     "maxmil": lambda **k: PoolMIL(pool="max", **k),
@@ -202,7 +203,8 @@ def test_transmil_internal_validation_part(data):
     from mimlkit.deep.spmll import mean_ap
 
     ds = data
-    est = TransMIL(n_heads=2, validation_fraction=0.2, **{**FAST, "max_epochs": 3})
+    est = TransMIL(n_heads=2, validation_fraction=0.2, min_steps=None,
+                   **{**FAST, "max_epochs": 3})
     est.fit(ds.bags, ds.Y)
     va = est.validation_bags_
     assert len(va) == 30 and len(np.unique(va)) == 30  # 20 % of 150, held out (seeded)
@@ -242,3 +244,16 @@ def test_transmil_readout_option():
     assert est.module_.head.in_features == 2 * 16
     with pytest.raises(ValueError, match="readout"):
         TransMIL(n_heads=2, readout="max", **FAST).fit(X, Y)
+
+
+def test_transmil_min_steps_raises_the_epochs_on_few_bags():
+    """``min_steps``: 20 bags in batches of 8 are 3 steps per epoch, so 10 steps need 4
+    epochs (more than ``max_epochs=2``); 2 steps are already reached in 2 epochs; the
+    trainer really runs ``n_epochs_`` epochs."""
+    bags, Y = _tiny_bags()
+    kw = dict(FAST, threshold_mode="fixed")
+    m = TransMIL(n_heads=2, min_steps=10, **kw).fit(bags, Y)
+    assert m.n_epochs_ == 4 and len(m.history_) == 4
+    assert TransMIL(n_heads=2, min_steps=2, **kw).fit(bags, Y).n_epochs_ == 2
+    assert TransMIL(n_heads=2, min_steps=None, **kw).fit(bags, Y).n_epochs_ == 2
+    assert TransMIL().min_steps == 200  # the default (select_transmil_round3.md)

@@ -29,7 +29,8 @@ BAG_LEARNERS = list_learners(input="bags")
 IMAGE_LEARNERS = list_learners(input="images")
 
 # fast-fitting overrides (only the ones a learner has are applied), as in tests/test_common.py
-_QUICK = {"max_iter": 10, "n_epochs": 2, "epochs": 2, "max_epochs": 2, "n_iter": 5,
+_QUICK = {"max_iter": 10, "n_epochs": 2, "epochs": 2, "max_epochs": 2, "min_steps": None,
+          "n_iter": 5,
           "n_estimators": 3, "n_rounds": 3, "hidden_size": 8, "batch_size": 8,
           "n_medoids": 4, "k": 3, "n_enhancement": 40, "n_windows": 3, "sparse_iter": 5}
 _IMAGE_QUICK = {

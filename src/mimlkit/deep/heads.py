@@ -138,8 +138,8 @@ class _HeadBase(MIMLClassifierMixin, BaseEstimator):
         from mimlkit.deep.losses import create_loss
 
         params = dict(self.loss_params or {})
-        loss = create_loss(self.loss, n_samples=n, n_labels=c, total_epochs=self.max_epochs,
-                           **params)
+        epochs = getattr(self, "n_epochs_", self.max_epochs)  # BagMILBase: after min_steps
+        loss = create_loss(self.loss, n_samples=n, n_labels=c, total_epochs=epochs, **params)
         if hasattr(loss, "reset_estimates"):
             if "seed" not in params and hasattr(loss, "seed"):
                 loss.seed = int(self.random_state or 0)

@@ -305,6 +305,16 @@ class BagMILBase(_HeadBase):
         """A given ``threshold`` is kept (no data-chosen thresholds then)."""
         return self.threshold is not None
 
+    def _n_epochs(self, n_bags: int) -> int:
+        """Epochs to train on ``n_bags`` bags: ``max_epochs``, raised where the learner has a
+        ``min_steps`` so that small data still gets that many optimizer steps."""
+        epochs = int(self.max_epochs)
+        min_steps = getattr(self, "min_steps", None)
+        if min_steps:
+            per_epoch = max(1, -(-int(n_bags) // int(self.batch_size)))
+            epochs = max(epochs, -(-int(min_steps) // per_epoch))
+        return epochs
+
     # ------------------------------------------------------------------ torch plumbing
     def _net(self) -> nn.Module:
         raise NotImplementedError
@@ -376,6 +386,7 @@ class BagMILBase(_HeadBase):
         else:
             self.scale_offset_, self.scale_factor_ = fit_scaling(bags.instances, self.scale)
         n, c = Y.shape
+        self.n_epochs_ = self._n_epochs(n)
         seed = int(self.random_state or 0)
         make = self._batch_maker(bags)
         data = make(self.batch_size, seed, train=True, max_instances=self.max_instances,
@@ -399,7 +410,7 @@ class BagMILBase(_HeadBase):
             bv = self._validate_bags(eval_set[0], reset=False)
             task.val_labels = check_labels(eval_set[1], bv.n_bags, allow_unobserved=False)
             val = self._batch_maker(bv)(256, seed, train=False)
-        trainer = Trainer(max_epochs=self.max_epochs, optimizer=self.optimizer, lr=self.lr,
+        trainer = Trainer(max_epochs=self.n_epochs_, optimizer=self.optimizer, lr=self.lr,
                           weight_decay=self.weight_decay, batch_size=1, device=device,
                           seed=seed, progress=bool(self.verbose),
                           checkpoint_dir=self.checkpoint_dir, resume=bool(self.resume),
