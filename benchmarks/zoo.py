@@ -48,13 +48,21 @@ def main() -> None:
             p = json.loads((src if src.is_file() else src / "results.json").read_text())
             # a later folder replaces the same (dataset, learner) of an earlier one
             new = {(r["dataset"], r["learner"]) for r in p["rows"]}
+            gone = [r for r in rows if (r["dataset"], r["learner"]) in new]
             rows = [r for r in rows if (r["dataset"], r["learner"]) not in new] + p["rows"]
+            # fit + predict seconds of the replaced runs (one per dataset, learner, split)
+            spent: dict[str, float] = {}
+            for key in {(r["dataset"], r["learner"], r["split"]): r for r in gone}.values():
+                spent[key["dataset"]] = spent.get(key["dataset"], 0.0) + float(
+                    (key.get("fit_seconds") or 0) + (key.get("predict_seconds") or 0))
             for k, v in p["datasets"].items():
                 if "skipped" in v and k in datasets:
                     continue
                 if "seconds" in v and "seconds" in datasets.get(k, {}):
-                    # parts ran different learners: the dataset's time is their sum
-                    v = {**v, "seconds": round(datasets[k]["seconds"] + v["seconds"], 1)}
+                    # parts ran different learners: the dataset's time is their sum, less
+                    # the fit and predict time of the runs a later part replaced
+                    v = {**v, "seconds": round(max(0.0, datasets[k]["seconds"]
+                                                   - spent.get(k, 0.0)) + v["seconds"], 1)}
                 datasets[k] = v
             names += [n for n in p["learners"] if n not in names]
             commands.append(p.get("command") or "")
