@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from mimlkit.datasets.base import ImageSet, MIMLDataset
+from mimlkit.datasets.npz import _json_default as json_default  # numpy / Path -> JSON
 from mimlkit.datasets.store_format import StoreError, _committed, _open_group
 from mimlkit.datasets.store_reader import StoredBags, open_store
 
@@ -51,17 +52,6 @@ def committed_bags(path: str | os.PathLike) -> tuple[int, bool]:
     g = _open_group(Path(path), "r", "the bag store")
     n = _committed(g["offsets"][:], g["instances"].shape[0], Path(path))
     return n, bool(g.attrs.get("complete", False))
-
-
-def json_default(obj: Any) -> Any:
-    """``json.dumps`` fallback for numpy scalars / arrays and paths."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    return repr(obj)
 
 
 def read_sidecar(path: str | os.PathLike) -> dict[str, Any] | None:

@@ -31,6 +31,32 @@ _INDEX_CHUNK = 16384  # entries per chunk of offsets / labels / bag_names
 _FEATURE_DTYPE = np.dtype(np.float32)
 
 
+class BagShape:
+    """Shape properties shared by a store and a lazy subset of one (both hold ``offsets``,
+    ``labels`` and ``n_features``)."""
+
+    offsets: np.ndarray
+    labels: np.ndarray | None
+    n_features: int
+
+    @property
+    def n_instances(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def n_labels(self) -> int | None:
+        return None if self.labels is None else int(self.labels.shape[1])
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the instance matrix once in memory (float32)."""
+        return self.n_instances * int(self.n_features) * _FEATURE_DTYPE.itemsize
+
+
 class StoreError(ValueError):
     """A bag store is missing pieces, is inconsistent, or does not match the writer's
     arguments. ``path`` names the store."""

@@ -15,6 +15,7 @@ import numpy as np
 from mimlkit.bags import Bags
 from mimlkit.datasets.store_format import (
     _FEATURE_DTYPE,
+    BagShape,
     StoreError,
     _committed,
     _open_group,
@@ -23,7 +24,7 @@ from mimlkit.datasets.store_format import (
 __all__ = ["StoredBags", "open_store"]
 
 
-class StoredBags:
+class StoredBags(BagShape):
     """Read side of a bag store (from :func:`open_store`); instances stay on disk.
 
     ``offsets``, ``sizes``, ``labels`` and ``bag_names`` are small and held in memory;
@@ -82,22 +83,6 @@ class StoredBags:
     def n_bags(self) -> int:
         return int(self.offsets.shape[0] - 1)
 
-    @property
-    def n_instances(self) -> int:
-        return int(self.offsets[-1])
-
-    @property
-    def n_labels(self) -> int | None:
-        return None if self.labels is None else int(self.labels.shape[1])
-
-    @property
-    def sizes(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the instance matrix once in memory (float32)."""
-        return self.n_instances * self.n_features * _FEATURE_DTYPE.itemsize
 
     def __len__(self) -> int:
         return self.n_bags

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from mimlkit.bags import Bags
+from mimlkit.datasets.store_format import BagShape
 
 __all__ = ["StoreSubset", "is_bag_source", "iter_bag_blocks", "STORE_READ_BYTES"]
 
@@ -35,7 +36,7 @@ def is_bag_source(X: Any) -> bool:
     return getattr(type(X), "lazy_bags", False) is True
 
 
-class StoreSubset:
+class StoreSubset(BagShape):
     """The bags ``index`` of a store, in that order, read lazily (from ``store.subset``)."""
 
     lazy_bags = True
@@ -66,21 +67,6 @@ class StoreSubset:
     def n_bags(self) -> int:
         return int(self.index.size)
 
-    @property
-    def n_instances(self) -> int:
-        return int(self.offsets[-1])
-
-    @property
-    def n_labels(self) -> int | None:
-        return None if self.labels is None else int(self.labels.shape[1])
-
-    @property
-    def sizes(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    @property
-    def nbytes(self) -> int:
-        return self.n_instances * self.n_features * 4
 
     def __len__(self) -> int:
         return self.n_bags

@@ -335,7 +335,6 @@ class MIMLClassifierMixin:
         for tr, te in folds:
             est = clone(self).set_params(threshold_mode="fixed", **private,
                                          **self._calibration_clone_params(n, len(tr)))
-            est.crossfit_final = False
             est.fit(bags.take(tr), Yc[tr])
             rows.append(te)
             scores.append(np.asarray(est.decision_function(bags.take(te)), dtype=np.float64))
