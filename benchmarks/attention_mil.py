@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, SCENE_ARFF, SHARED_DATA, write_results  # noqa: E402
+from _common import RESULTS, SCENE_ARFF, SHARED_DATA, _atomic_write, write_results  # noqa: E402
 
 NAME = "attention_mil"
 ATTN = ["abmil", "transmil", "dsmil"]
@@ -240,50 +240,61 @@ SPMLL_AB = [(0.3, 0.7), (0.5, 0.5), (0.7, 0.3), (0.1, 0.1), (0.05, 0.5), (0.5, 0
 SPMLL_CORRECTION = {"scale": 0.1, "base": "n_j", "warmup_epochs": 1, "max_total": 1.0}
 
 
-def stage_spmll(args) -> dict[str, Any]:
+def _spmll_one(ds, i: int, tr: np.ndarray, te: np.ndarray) -> dict[str, Any]:
+    """One outer split of the single-positive stage (CPU: the same arithmetic everywhere)."""
     from mimlkit.deep.spmll import make_single_positive, spmll_split
     from mimlkit.metrics import average_precision
     from mimlkit.registry import create
 
-    ds = _scene()
-    res: dict[str, Any] = {"full (bce)": [], "single-positive AN-BCE": [],
-                           "single-positive OPML": [], "opml_variant": []}
-
     def fit(Y, rows, **kw):  # thresholds play no part in AP: fixed, no calibration clones
-        return create("abmil", threshold_mode="fixed", **kw).fit(ds.bags[rows], Y)
+        return create("abmil", threshold_mode="fixed", device="cpu", **kw).fit(ds.bags[rows], Y)
 
-    for i, (tr, te) in enumerate(_splits(ds.bags.n_bags, args.splits)):
-        fit_idx, val_idx = spmll_split(len(tr), val_frac=0.2, split_seed=1200 + i)
-        ftr, val = tr[fit_idx], tr[val_idx]
-        Ysp = make_single_positive(ds.Y[ftr], random_state=1200 + i)
+    fit_idx, val_idx = spmll_split(len(tr), val_frac=0.2, split_seed=1200 + i)
+    ftr, val = tr[fit_idx], tr[val_idx]
+    Ysp = make_single_positive(ds.Y[ftr], random_state=1200 + i)
 
-        def val_ap(est, val=val):
-            return float(average_precision(ds.Y[val], est.decision_function(ds.bags[val])))
+    def val_ap(est):
+        return float(average_precision(ds.Y[val], est.decision_function(ds.bags[val])))
 
-        best = None
-        for a, b in SPMLL_AB:  # OPML variant chosen on the fully labelled validation part
-            est = fit(Ysp, ftr, loss="opml", loss_params={"a": a, "b": b})
-            v = val_ap(est)
-            if best is None or v > best[0]:
-                best = (v, {"a": a, "b": b}, est)
-        ab = best[1]
-        for name, kw in (("OPML+corr", {"loss": "opml", "loss_params": ab,
-                                        "label_correction": SPMLL_CORRECTION}),
-                         ("softOPML", {"loss": "opml_soft", "loss_params": {**ab,
-                                                                            "gamma": 1.0}})):
-            est = fit(Ysp, ftr, **kw)
-            v = val_ap(est)
-            if v > best[0]:
-                best = (v, {**ab, "variant": name}, est)
-        runs = {"full (bce)": fit(ds.Y[ftr], ftr),
-                "single-positive AN-BCE": fit(Ysp, ftr, loss="an"),
-                "single-positive OPML": best[2]}
-        for k, est in runs.items():
-            res[k].append(float(average_precision(ds.Y[te], est.decision_function(ds.bags[te]))))
-        res["opml_variant"].append(best[1])
-        print(f"split {i}: " + ", ".join(f"{k} {v[-1]}" for k, v in res.items()), flush=True)
+    best = None
+    for a, b in SPMLL_AB:  # OPML variant chosen on the fully labelled validation part
+        est = fit(Ysp, ftr, loss="opml", loss_params={"a": a, "b": b})
+        v = val_ap(est)
+        if best is None or v > best[0]:
+            best = (v, {"a": a, "b": b}, est)
+    ab = best[1]
+    for name, kw in (("OPML+corr", {"loss": "opml", "loss_params": ab,
+                                    "label_correction": SPMLL_CORRECTION}),
+                     ("softOPML", {"loss": "opml_soft", "loss_params": {**ab, "gamma": 1.0}})):
+        est = fit(Ysp, ftr, **kw)
+        v = val_ap(est)
+        if v > best[0]:
+            best = (v, {**ab, "variant": name}, est)
+    runs = {"full (bce)": fit(ds.Y[ftr], ftr),
+            "single-positive AN-BCE": fit(Ysp, ftr, loss="an"),
+            "single-positive OPML": best[2]}
+    out: dict[str, Any] = {k: float(average_precision(ds.Y[te], est.decision_function(
+        ds.bags[te]))) for k, est in runs.items()}
+    out["opml_variant"] = best[1]
+    print(f"split {i}: " + ", ".join(f"{k} {v}" for k, v in out.items()), flush=True)
+    return out
+
+
+def stage_spmll(args) -> dict[str, Any]:
+    """Single-positive Scene: ``--splits`` outer splits, ``--jobs`` of them at a time (one
+    process each, one CPU thread per fit)."""
+    from joblib import Parallel, delayed
+
+    ds = _scene()
+    splits = _splits(ds.bags.n_bags, args.splits)
+    outs = Parallel(n_jobs=args.jobs)(delayed(_spmll_one)(ds, i, tr, te)
+                                      for i, (tr, te) in enumerate(splits))
+    keys = ["full (bce)", "single-positive AN-BCE", "single-positive OPML", "opml_variant"]
+    res = {k: [o[k] for o in outs] for k in keys}
+    from _common import machine
+
     return {"n_splits": args.splits, "opml_ab_grid": SPMLL_AB,
-            "opml_correction": SPMLL_CORRECTION, "results": res}
+            "opml_correction": SPMLL_CORRECTION, "results": res, "machine": machine()}
 
 
 def _torchmil_fit_predict(Xtr, Ytr, Xte, epochs: int, lr: float, seed: int) -> np.ndarray:
@@ -441,6 +452,18 @@ def _markdown(data: dict[str, Any]) -> str:
             L += ["", f"OPML closes {100 * (op - an) / (full - an):.0f}% of the AP gap between "
                   "assume-negative BCE and full labels (chosen per split: "
                   f"{r['opml_variant']})."]
+        d_op = np.asarray(r["single-positive OPML"]) - np.asarray(r["single-positive AN-BCE"])
+        d_full = np.asarray(r["full (bce)"]) - np.asarray(r["single-positive AN-BCE"])
+        if len(d_op) > 1:
+            se = np.sqrt(len(d_op))
+            L += ["", f"Paired over splits: OPML − AN-BCE {d_op.mean():+.4f} ± "
+                  f"{d_op.std(ddof=1) / se:.4f} (s.e.; OPML higher on {(d_op > 0).sum()} of "
+                  f"{len(d_op)}); full − AN-BCE {d_full.mean():+.4f} ± "
+                  f"{d_full.std(ddof=1) / se:.4f}."]
+        m = sp.get("machine")
+        if m:
+            L += ["", f"Run on: {m.get('n_cpus')} CPUs, {m.get('platform')} (CPU fits, one "
+                  "thread each)."]
         L.append("")
     tm = data.get("torchmil")
     if tm:
@@ -461,15 +484,35 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--stage", required=True,
                     choices=["select", "scene", "msrc", "localise", "spmll", "torchmil",
-                             "report"])
+                             "report", "merge"])
     ap.add_argument("--splits", type=int, default=5)
     ap.add_argument("--first", type=int, default=0,
                     help="scene: start at this split and add to the stored rows")
     ap.add_argument("--inner", type=int, default=2)
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--models", nargs="*", default=None)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="spmll: outer splits run in parallel processes")
+    ap.add_argument("--from", dest="source", default=None,
+                    help="merge: an attention_mil.json written on another machine")
+    ap.add_argument("--sections", nargs="*", default=None,
+                    help="merge: the stages to take from --from (their commands come along)")
     args = ap.parse_args(argv)
     new = None
+    if args.stage == "merge":  # a stage run elsewhere (e.g. a machine with more cores)
+        if not args.source or not args.sections:
+            raise SystemExit("--stage merge needs --from FILE and --sections STAGE ...")
+        other = json.loads(Path(args.source).read_text())
+        data = _load_json()
+        for sec in args.sections:
+            if sec not in other:
+                raise SystemExit(f"{args.source} has no {sec!r} section")
+            data[sec] = {**other[sec], "machine": other[sec].get("machine",
+                                                                 other.get("machine"))}
+            data.setdefault("commands", {})[sec] = other.get("commands", {}).get(
+                sec, other.get("command", "?"))
+        _atomic_write(RESULTS / f"{NAME}.json", json.dumps(data, indent=2, default=str) + "\n")
+        args.stage = "report"
     if args.stage != "report":
         fn = {"select": stage_select, "scene": stage_scene, "msrc": stage_msrc,
               "localise": stage_localise,

@@ -295,3 +295,43 @@ def test_crossfit_final_scores_with_the_mean_of_the_calibration_clones():
     est.fit(bags, Y)
     assert "calibration_models_" not in est.__dict__
     np.testing.assert_allclose(est.decision_function(bags), own)
+
+
+def test_rate_capped_raises_thresholds_only_where_the_final_model_predicts_more():
+    """``rate_capped``: a label the final model predicts on more training rows than the
+    clones did on held-out rows gets a higher threshold, at the clones' rate; others (and
+    ``+inf``) keep theirs; thresholds never go down."""
+    from mimlkit.learners._thresholds import rate_capped
+
+    rng = np.random.default_rng(0)
+    held = rng.normal(size=(300, 3))
+    thr = np.array([1.0, 1.0, np.inf])
+    rate = (held > thr).mean(axis=0)
+    # label 0: shifted up by 1 in the final model; label 1: shifted down; label 2: never
+    F = rng.normal(size=(600, 3)) + np.array([1.0, -1.0, 5.0])
+    new = rate_capped(held, thr, F)
+    assert new[0] > thr[0] and new[1] == thr[1] and np.isinf(new[2])
+    assert (F[:, 0] > new[0]).sum() <= np.ceil(rate[0] * 600)
+    assert (F[:, 0] > new[0]).sum() >= np.ceil(rate[0] * 600) - 1  # capped, not emptied
+    # a label the clones never predicted on held-out rows is not predicted on training rows
+    none = rate_capped(held, np.array([10.0, 1.0, 1.0]), F + np.array([20.0, 0, 0]))
+    assert (F[:, 0] + 20 > none[0]).sum() == 0
+
+
+def test_rate_cap_final_switch_raises_thresholds_after_the_refit():
+    """``rate_cap_final`` (off by default): the fitted thresholds are the capped ones, never
+    below the plain fit's, and the calibration record says how many were raised."""
+    from mimlkit.learners.pooled import PooledLinear
+
+    ds = make_miml_bags(90, n_labels=3, random_state=0)
+    assert PooledLinear.rate_cap_final is False
+    plain = create("pooled-linear").fit(ds.bags, ds.Y)
+    est = create("pooled-linear")
+    est.rate_cap_final = True
+    est.fit(ds.bags, ds.Y)
+    t0 = np.asarray(plain.threshold_, dtype=float)
+    t1 = np.asarray(est.threshold_, dtype=float)
+    assert np.all((t1 >= t0) | (np.isinf(t0) & np.isinf(t1)))
+    assert "raised" in est.calibration_["rate_cap"]
+    S = est.decision_function(ds.bags)
+    np.testing.assert_allclose(S, plain.decision_function(ds.bags))

@@ -257,3 +257,20 @@ def test_transmil_min_steps_raises_the_epochs_on_few_bags():
     assert TransMIL(n_heads=2, min_steps=2, **kw).fit(bags, Y).n_epochs_ == 2
     assert TransMIL(n_heads=2, min_steps=None, **kw).fit(bags, Y).n_epochs_ == 2
     assert TransMIL().min_steps == 200  # the default (select_transmil_round3.md)
+
+
+@pytest.mark.parametrize("linear", [True, False])
+def test_transmil_attention_stays_finite_under_fp16_autocast(linear):
+    """Autocast would run the attention's einsum / matmul in fp16, whose sums over thousands
+    of instances overflow (65,504): the attention computes in fp32 under any autocast, so a
+    5,000-instance bag with large activations gives finite outputs (CPU fp16 autocast here,
+    the same code path as CUDA's)."""
+    from mimlkit.deep.transmil import _SelfAttention
+
+    torch.manual_seed(0)
+    att = _SelfAttention(16, 2, linear=linear)
+    x = torch.full((1, 5000, 16), 30.0) + torch.randn(1, 5000, 16)
+    mask = torch.ones(1, 5000, dtype=torch.bool)
+    with torch.autocast(device_type="cpu", dtype=torch.float16):
+        out, cls = att(x, mask)
+    assert torch.isfinite(out).all() and torch.isfinite(cls).all()

@@ -54,18 +54,22 @@ class _SelfAttention(nn.Module):
         B, n, D = x.shape
         h = self.heads
         q, k, v = self.qkv(x).view(B, n, 3, h, D // h).permute(2, 0, 3, 1, 4)  # (B, h, n, dh)
-        if self.linear:
-            fq = F.elu(q.float()) + 1.0
-            fk = (F.elu(k.float()) + 1.0) * mask[:, None, :, None]
-            kv = torch.einsum("bhnd,bhne->bhde", fk, v.float())
-            z = 1.0 / (torch.einsum("bhnd,bhd->bhn", fq, fk.sum(2)) + 1e-6)
-            o = torch.einsum("bhnd,bhde->bhne", fq, kv) * z[..., None]
-            cls = torch.einsum("bhd,bhnd->bhn", fq[:, :, 0], fk) * z[:, :, :1]
-        else:
-            att = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(D // h)
-            att = masked_softmax(att, mask[:, None, None, :], dim=-1)
-            o = att @ v.float()
-            cls = att[:, :, 0]
+        # attention in fp32 even under autocast: autocast runs einsum / matmul in fp16, whose
+        # sums over thousands of instances overflow (linear attention: NaN at the first step)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            q, k, v = q.float(), k.float(), v.float()
+            if self.linear:
+                fq = F.elu(q) + 1.0
+                fk = (F.elu(k) + 1.0) * mask[:, None, :, None]
+                kv = torch.einsum("bhnd,bhne->bhde", fk, v)
+                z = 1.0 / (torch.einsum("bhnd,bhd->bhn", fq, fk.sum(2)) + 1e-6)
+                o = torch.einsum("bhnd,bhde->bhne", fq, kv) * z[..., None]
+                cls = torch.einsum("bhd,bhnd->bhn", fq[:, :, 0], fk) * z[:, :, :1]
+            else:
+                att = (q @ k.transpose(-1, -2)) / math.sqrt(D // h)
+                att = masked_softmax(att, mask[:, None, None, :], dim=-1)
+                o = att @ v
+                cls = att[:, :, 0]
         o = o.to(x.dtype).transpose(1, 2).reshape(B, n, D)
         return self.out(o), cls.mean(1)
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["THRESHOLD_MODES", "MARGIN_Z", "FDR_Q", "choose_thresholds", "fdr_margin",
-           "t_criterion_helps", "fold_indices"]
+           "rate_capped", "t_criterion_helps", "fold_indices"]
 
 THRESHOLD_MODES = ("fixed", "hamming", "f1", "rate")
 _MIN_GAIN = 0.005  # a finite threshold must save at least this share of calibration bags
@@ -235,6 +235,27 @@ def choose_thresholds(S: np.ndarray, Y: np.ndarray, mode: str,
             good = np.flatnonzero(gap == gap.min())
         out[k] = _closest(cand[good], native[k])
     return out
+
+
+def rate_capped(S_held: np.ndarray, thresholds: np.ndarray, F: np.ndarray) -> np.ndarray:
+    """Thresholds raised so that no label is predicted (``score > t``) on a larger share of
+    the rows of ``F`` (the final model's scores of its training bags) than on the held-out
+    rows of ``S_held`` (the calibration clones' scores) at the chosen ``thresholds``.
+    A label held at ``+inf`` stays there; thresholds never go down. Vectorised over labels."""
+    S_held = np.asarray(S_held, dtype=np.float64)
+    F = np.asarray(F, dtype=np.float64)
+    K = F.shape[1]
+    thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (K,)).copy()
+    if F.shape[0] == 0 or S_held.shape[0] == 0:
+        return thr
+    rate = (S_held > thr).mean(axis=0)
+    allowed = np.ceil(rate * F.shape[0] - 1e-9).astype(int)  # positives allowed in F
+    over = np.isfinite(thr) & ((F > thr).sum(axis=0) > allowed)
+    if over.any():
+        desc = -np.sort(-F[:, over], axis=0)  # column-wise, largest first
+        # at most ``allowed`` rows lie strictly above the (allowed + 1)-th largest score
+        thr[over] = np.maximum(thr[over], desc[allowed[over], np.arange(int(over.sum()))])
+    return thr
 
 
 def t_criterion_helps(S: np.ndarray, Y: np.ndarray, thresholds: np.ndarray,

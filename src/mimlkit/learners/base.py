@@ -256,6 +256,15 @@ class MIMLClassifierMixin:
     #: chose it on inner splits.
     crossfit_final: bool = False
 
+    #: cap each label's predicted-positive rate on the training bags at the rate the
+    #: calibration clones predicted on their held-out bags: where the model refitted on all
+    #: bags scores higher than the clones did (a score shift), its threshold is raised to the
+    #: score above which that share of training bags lies (``_thresholds.rate_capped``).
+    #: Thresholds only go up, so predictions only move toward the empty predictor. Off by
+    #: default; a learner turns it on only after ``benchmarks/select_calibration_clones.py``
+    #: chose it on inner splits.
+    rate_cap_final: bool = False
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         fit = cls.__dict__.get("fit")
@@ -345,7 +354,21 @@ class MIMLClassifierMixin:
         if self.crossfit_final and len(folds) > 1:
             self.calibration_models_ = models
             self.calibration_["scores"] = "mean of the out-of-fold clones (crossfit_final)"
+        elif self.rate_cap_final:
+            self._cap_rates(np.vstack(scores), X)
         return out
+
+    def _cap_rates(self, S_held: np.ndarray, X: Any) -> None:
+        """``rate_cap_final``: raise thresholds where the final model predicts a label on
+        more training bags than the clones predicted on held-out ones."""
+        from mimlkit.learners._thresholds import rate_capped
+
+        thr = np.asarray(self.threshold_, dtype=np.float64)
+        F = np.asarray(self.decision_function(X), dtype=np.float64)
+        new = rate_capped(S_held, thr, F)
+        raised = int((new > thr).sum())
+        self.threshold_ = new
+        self.calibration_["rate_cap"] = f"{raised} label thresholds raised"
 
     def _calibration_clone_params(self, n_full: int, n_clone: int) -> dict[str, Any]:
         """Parameters that make a calibration clone fitted on ``n_clone`` bags behave like
