@@ -9,7 +9,8 @@ settings ("matched", the learner's ``match_calibration_clones = True``); "plain"
 resolve them at their own size (the default: plain won this comparison for SMIPR).
 "crossfit" scores with the mean of the clones; "ratecap" keeps the refitted model but caps
 each label's predicted-positive rate on the training bags at the clones' held-out rate
-(``rate_cap_final``).
+(``rate_cap_final``); "folds5" fits five out-of-fold clones on 80 % each instead of three on
+67 % (``_calibration_folds``).
 
 For every zoo dataset the zoo's **training part** is split again (``--inner`` random 2/3-1/3
 splits, seeds 101, ...); each variant is fitted (default thresholds) on the inner-train bags
@@ -38,7 +39,7 @@ from _common import write_results  # noqa: E402
 DEFAULT_DATASETS = ["scene", "emotions", "yeast", "msrc_v2-tiles64", "stress-scales",
                     "stress-many-labels", "stress-large-bags", "stress-label-noise",
                     "stress-empty-labels"]
-VARIANTS = ("plain", "matched", "crossfit", "ratecap")
+VARIANTS = ("plain", "matched", "crossfit", "ratecap", "folds5")
 AP_GUARD = 0.01  # a variant whose mean AP is this far below plain's is not eligible
 
 
@@ -64,6 +65,10 @@ def _fit(learner: str, variant: str, X: Any, Y: np.ndarray) -> Any:
     # "ratecap": the refitted model scores, each label's threshold raised where it predicts
     # the label on more training bags than the clones did on held-out ones
     est.rate_cap_final = variant == "ratecap"
+    # "folds5": five out-of-fold clones, each on 80 % of the bags (closer to the final model
+    # fitted on all of them than 3 clones on 67 %), about 5/3 of the calibration cost
+    if variant == "folds5":
+        est._calibration_folds = 5
     return est.fit(X, Y)
 
 

@@ -96,6 +96,16 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
         "cls+mean, 30 epochs, 20% internal validation": {
             "readout": "cls+mean", "max_epochs": 30, "validation_fraction": 0.2},
     },
+    "meanmil": {  # few bags (73 on stress-large-bags: 3 optimizer steps per epoch)
+        "30 epochs": {},
+        "at least 200 optimizer steps": {"min_steps": 200},
+        "at least 400 optimizer steps": {"min_steps": 400},
+    },
+    "maxmil": {  # the same class (PoolMIL), max pooling; the same candidates
+        "30 epochs": {},
+        "at least 200 optimizer steps": {"min_steps": 200},
+        "at least 400 optimizer steps": {"min_steps": 400},
+    },
     # the learners of paper 001's Table 1 added for issue 18 (their specs: docs/<name>.md)
     "dba": {
         "full covariance, background auto": {},

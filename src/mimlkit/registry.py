@@ -246,9 +246,11 @@ _BUILTIN = [
      "dual-stream MIL: max instance + attention to the critical instance (Li et al. 2021)",
      {}),
     ("meanmil", "mimlkit.deep.attention:PoolMIL", "deep", "bags", False,
-     "deep MIL baseline: instance MLP, mean of instance logits", {"pool": "mean"}),
+     "deep MIL baseline: instance MLP, mean of instance logits",
+     {"pool": "mean", "min_steps": 400}),  # select_meanmil_steps.md (inner splits)
     ("maxmil", "mimlkit.deep.attention:PoolMIL", "deep", "bags", False,
-     "deep MIL baseline: instance MLP, max of instance logits", {"pool": "max"}),
+     "deep MIL baseline: instance MLP, max of instance logits",
+     {"pool": "max", "min_steps": 200}),  # select_maxmil_steps.md (inner splits)
     ("multilabel-head", "mimlkit.deep.heads:MultiLabelHead", "deep", "bags", True,
      "linear/MLP head on pooled features with any multi-label loss (OPML, ZLPR, ...)", {}),
     ("multilabel-cnn", "mimlkit.deep.heads:MultiLabelCNN", "deep", "images", False,

@@ -154,6 +154,9 @@ class PoolMIL(BagMILBase):
     Parameters
     ----------
     pool : "mean" or "max".
+    min_steps : at least this many optimizer steps: on few bags ``max_epochs`` is raised to
+        ``ceil(min_steps / batches per epoch)`` (``n_epochs_`` holds the epochs trained);
+        None = exactly ``max_epochs``.
     """
 
     _default_kind = "logit"
@@ -170,8 +173,9 @@ class PoolMIL(BagMILBase):
                  random_state: int | None = 0,
                  device: str = "auto", amp: str | bool = "auto", n_threads: int | None = 1,
                  checkpoint_dir: str | None = None, resume: bool = False,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, min_steps: int | None = None) -> None:
         self.pool = pool
+        self.min_steps = min_steps
         set_common(self, locals())
 
     def _net(self) -> PoolMILNet:
