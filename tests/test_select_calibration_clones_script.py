@@ -34,7 +34,7 @@ def test_variants_set_the_switch_and_the_clones_follow(script, monkeypatch):
     clone_ks_matched = {k for n, k in ks if n == 40}
     assert plain.match_calibration_clones is False and matched.match_calibration_clones
     assert clone_ks_plain == {8} and clone_ks_matched == {12}  # 20 % of 40 vs of 60
-    assert set(script.VARIANTS) == {"plain", "matched", "crossfit", "ratecap"}
+    assert set(script.VARIANTS) == {"plain", "matched", "crossfit", "ratecap", "folds5"}
     ks.clear()
     cross = script._fit("smipr", "crossfit", bags, Y)
     assert cross.crossfit_final and len(cross.calibration_models_) == 3
@@ -42,6 +42,10 @@ def test_variants_set_the_switch_and_the_clones_follow(script, monkeypatch):
     capped = script._fit("smipr", "ratecap", bags, Y)
     assert capped.rate_cap_final and not capped.crossfit_final
     assert "rate_cap" in capped.calibration_ and not plain.rate_cap_final
+    ks.clear()
+    five = script._fit("smipr", "folds5", bags, Y)
+    assert five.calibration_["n_folds"] == 5 and plain.calibration_["n_folds"] == 3
+    assert {k for n, k in ks if n == 48} == {10}  # 5 folds of 60 bags: 48 each, 20 % -> 10
 
 
 def test_transfer_lr_matched_clones_keep_the_penalty_per_row():
