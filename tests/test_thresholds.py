@@ -264,9 +264,10 @@ def test_calibration_clone_params_reach_the_clones(monkeypatch):
     est.match_calibration_clones = True
     est.fit(bags, Y)
     assert (60, 12, 1.0) in seen  # the final fit
-    clones = [(k, a) for n, k, a in seen if n == 40]  # 3 folds of 60 bags: 40 bags each
-    assert len(clones) == 3 and all(k == 12 for k, _ in clones)  # 20 % of 60, not of 40
-    assert all(a == pytest.approx(40 / 60) for _, a in clones)
+    # SMIPR's 5 calibration folds of 60 bags: 48 bags each
+    clones = [(k, a) for n, k, a in seen if n == 48]
+    assert len(clones) == 5 and all(k == 12 for k, _ in clones)  # 20 % of 60, not of 48
+    assert all(a == pytest.approx(48 / 60) for _, a in clones)
 
 
 def test_crossfit_final_scores_with_the_mean_of_the_calibration_clones():
