@@ -96,6 +96,11 @@ CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
         "cls+mean, 30 epochs, 20% internal validation": {
             "readout": "cls+mean", "max_epochs": 30, "validation_fraction": 0.2},
     },
+    "bls": {  # enhancement nodes relative to the data size (issue 13, item 3)
+        "1000 enhancement nodes": {},
+        "enhancement nodes = training bags, within [100, 1000]": {"n_enhancement": "auto"},
+        "300 enhancement nodes": {"n_enhancement": 300},
+    },
     "meanmil": {  # few bags (73 on stress-large-bags: 3 optimizer steps per epoch)
         "30 epochs": {},
         "at least 200 optimizer steps": {"min_steps": 200},

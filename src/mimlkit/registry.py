@@ -134,7 +134,7 @@ PRESETS["paper"].update({
     "dba": {"bag_score": "proportion", **_FIXED},
     "deepmiml": _FIXED,
     "pooled-linear": _FIXED,
-    "bls": _FIXED,
+    "bls": {"n_enhancement": 1000, **_FIXED},
     "awlel": {"reg_lambda": 1e-3, "max_iter": 10, **_FIXED},
     "smipr": {"scale_instances": False, "variant": "max", "alpha": 10.0, **_FIXED},
     # BMIML as published: AWLEL with IRLS re-weighting and λ = 1e-3, SMIPR on the maximal

@@ -98,3 +98,33 @@ def test_bad_global_features_raise():
     with pytest.raises(ValueError, match="global_features"):
         m.decision_function(X)
     assert m.decision_function(X, global_features=G).shape == (50, 3)
+
+
+def test_auto_enhancement_nodes_follow_the_training_bags(tmp_path):
+    """``n_enhancement="auto"`` (the default): N3 = training bags clipped to [100, 1000];
+    a streaming fit from a store that calibrates on a sample counts every bag of the store,
+    so it builds the same node maps as the in-memory fit; the paper preset keeps 1000."""
+    pytest.importorskip("zarr")
+    from mimlkit.datasets import make_miml_bags
+    from mimlkit.datasets.store import BagStoreWriter, fit_from_store, open_store
+    from mimlkit.learners.broad.bls import BroadLearningSystem
+    from mimlkit.registry import create
+
+    small = make_miml_bags(n_bags=60, n_labels=3, n_features=6, random_state=0)
+    mid = make_miml_bags(n_bags=300, n_labels=3, n_features=6, random_state=0)
+    fixed = dict(threshold_mode="fixed", random_state=0)
+    assert BroadLearningSystem().n_enhancement == "auto"
+    assert BroadLearningSystem(**fixed).fit(small.bags, small.Y).n_enhancement_ == 100
+    est = BroadLearningSystem(**fixed).fit(mid.bags, mid.Y)
+    assert est.n_enhancement_ == 300 and est.enhancement_weights_.shape[1] == 300
+    assert create("bls", preset="paper").n_enhancement == 1000
+    path = tmp_path / "mid.zarr"
+    with BagStoreWriter(path, 6, mid.label_names, chunk_rows=256) as w:
+        w.append(mid.bags, mid.Y)
+    lazy = fit_from_store(BroadLearningSystem(**fixed), open_store(path), block_bags=64,
+                          calibrate_bags=300)
+    assert lazy.n_enhancement_ == 300 and "_calibration_rows_hint" not in lazy.__dict__
+    np.testing.assert_allclose(lazy.decision_function(mid.bags), est.decision_function(mid.bags),
+                               rtol=1e-6, atol=1e-8)
+    sampled = fit_from_store(BroadLearningSystem(**fixed), open_store(path), block_bags=64)
+    assert sampled.n_enhancement_ == 300  # calibrated on 64 bags, sized for all 300

@@ -116,7 +116,13 @@ def fit_from_store(estimator: Any, store: StoredBags | StoreSubset | str | os.Pa
     if callable(getattr(estimator, "calibrate", None)):
         n_cal = min(store.n_bags, int(calibrate_bags or block_bags))
         idx = np.unique(np.linspace(0, store.n_bags - 1, n_cal).round().astype(np.int64))
-        estimator.calibrate(store.take(idx), store.labels[idx])
+        # settings resolved from the data size (BLS ``n_enhancement="auto"``) count every
+        # bag the model will be fitted on, not only the calibration sample
+        estimator._calibration_rows_hint = int(store.n_bags)
+        try:
+            estimator.calibrate(store.take(idx), store.labels[idx])
+        finally:
+            estimator.__dict__.pop("_calibration_rows_hint", None)
     for bags, Y in store.iter_blocks(block_bags):
         estimator.partial_fit(bags, Y)
         del bags, Y  # free this block before the next one is read

@@ -167,13 +167,24 @@ def as_float_dtype(dtype: Any) -> np.dtype:
 
 
 # ----------------------------------------------------------------------------- node maps
+def resolve_enhancement(spec: int | str, n_rows: int) -> int:
+    """N3, the enhancement nodes: an int as given; ``"auto"`` = the calibration rows (training
+    bags) clipped to [100, 1000] — no more random nodes than bags to fit them on."""
+    if isinstance(spec, str):
+        if spec != "auto":
+            raise ValueError(f"n_enhancement must be an int >= 0 or 'auto', got {spec!r}")
+        return int(np.clip(n_rows, 100, 1000))
+    return int(spec)
+
+
 class BroadNodesMixin:
     """Calibration and block-wise evaluation of the BLS node maps.
 
     Uses the estimator parameters ``n_nodes_per_window``, ``n_windows``, ``n_enhancement``,
     ``shrink``, ``sparse_refine``, ``sparse_lambda``, ``sparse_iter``, ``input_scaling``,
     ``feature_activation`` and ``dtype``. Fitted attributes (all numpy arrays / floats):
-    ``input_mean_``, ``input_scale_``, ``window_weights_`` ((D+1) x N1·N2, the refined β of all
+    ``n_enhancement_`` (N3 resolved), ``input_mean_``, ``input_scale_``, ``window_weights_``
+    ((D+1) x N1·N2, the refined β of all
     windows side by side), ``window_min_``, ``window_range_``, ``enhancement_weights_``,
     ``enhancement_scale_``. Subclasses extend ``_extra_calibrate`` / ``_extra_nodes``.
     """
@@ -229,9 +240,14 @@ class BroadNodesMixin:
         features)."""
         dt = as_float_dtype(self.dtype)
         X = np.asarray(X, dtype=np.float64)
-        N1, N2, N3 = int(self.n_nodes_per_window), int(self.n_windows), int(self.n_enhancement)
+        N1, N2 = int(self.n_nodes_per_window), int(self.n_windows)
+        # "auto" counts the bags the model is fitted on (a streaming fit calibrates on a
+        # sample and says how many bags follow: ``_calibration_rows_hint``)
+        N3 = resolve_enhancement(self.n_enhancement,
+                                 getattr(self, "_calibration_rows_hint", None) or len(X))
         if min(N1, N2) < 1 or N3 < 0:
             raise ValueError("n_nodes_per_window and n_windows must be >= 1, n_enhancement >= 0")
+        self.n_enhancement_ = N3
         mu = X.mean(axis=0)
         sd = X.std(axis=0)
         sd[sd == 0] = 1.0
@@ -285,7 +301,9 @@ class BroadNodesMixin:
         if budget <= 0:
             raise ValueError(f"memory_budget_mb must be positive, got {budget}")
         d = self.window_weights_.shape[0]
-        p = self.window_weights_.shape[1] + int(getattr(self, "n_enhancement", 0))
+        p = self.window_weights_.shape[1] + int(getattr(self, "n_enhancement_", None)
+                                                or getattr(self, "enhancement_weights_",
+                                                           np.zeros((0, 0))).shape[1])
         per_row = 8 * (d + 3 * p)
         return max(1, min(block, int(budget * 2**20 // per_row)))
 

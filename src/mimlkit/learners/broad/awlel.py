@@ -131,7 +131,7 @@ class AWLEL(BroadNodesMixin, MIMLClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ nodes
     def _extra_calibrate(self, X, H1, Z, rng) -> None:
         dt = self.window_weights_.dtype
-        N3 = int(self.n_enhancement)
+        N3 = int(self.n_enhancement_)
         if self.retarget == "literal":
             if Z.shape[1] != N3:
                 raise ValueError("retarget='literal' (Eq. 7) needs n_nodes_per_window * "

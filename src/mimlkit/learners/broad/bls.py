@@ -43,7 +43,10 @@ class BroadLearningSystem(BroadNodesMixin, MIMLClassifierMixin, BaseEstimator):
     ----------
     n_nodes_per_window : N1, feature nodes per window (reference demo: 10).
     n_windows : N2, number of feature windows (reference demo: 10).
-    n_enhancement : N3, enhancement nodes (reference demo: 11000 on MNIST; default 1000).
+    n_enhancement : N3, enhancement nodes, or ``"auto"`` (default): the training bags clipped
+        to [100, 1000] (``n_enhancement_`` holds N3; chosen on inner splits of the zoo training
+        parts, ``results/select_bls_enhancement.md``). Reference demo: 11000 on MNIST; the
+        ``paper`` preset keeps 1000.
     shrink : s, shrinkage of the enhancement pre-activations (reference: 0.8).
     reg_lambda : ridge λ of the output layer. The reference demo uses 2**-30, which is
         numerically fragile when N < #nodes; default 1e-3 (recommended reading).
@@ -75,7 +78,8 @@ class BroadLearningSystem(BroadNodesMixin, MIMLClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, n_nodes_per_window: int = 10, n_windows: int = 10,
-                 n_enhancement: int = 1000, shrink: float = 0.8, reg_lambda: float = 1e-3,
+                 n_enhancement: int | str = "auto", shrink: float = 0.8,
+                 reg_lambda: float = 1e-3,
                  sparse_refine: bool = True, sparse_lambda: float = 1e-3, sparse_iter: int = 50,
                  input_scaling: str = "standard", feature_activation: str = "linear",
                  pooling: Any = "meanmax", label_encoding: str = "pm1", solver: str = "auto",
