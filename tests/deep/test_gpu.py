@@ -26,8 +26,8 @@ BAG_LEARNERS = {  # small, fast settings; the registered learners otherwise
     "abmil": dict(max_epochs=15),
     "transmil": dict(max_epochs=15, min_steps=None),
     "dsmil": dict(max_epochs=15),
-    "meanmil": dict(max_epochs=15),
-    "maxmil": dict(max_epochs=15),
+    "meanmil": dict(max_epochs=15, min_steps=None),
+    "maxmil": dict(max_epochs=15, min_steps=None),
     "deepmiml": dict(max_epochs=15),
 }
 
