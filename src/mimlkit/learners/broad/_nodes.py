@@ -184,9 +184,9 @@ class BroadNodesMixin:
     ``shrink``, ``sparse_refine``, ``sparse_lambda``, ``sparse_iter``, ``input_scaling``,
     ``feature_activation`` and ``dtype``. Fitted attributes (all numpy arrays / floats):
     ``n_enhancement_`` (N3 resolved), ``input_mean_``, ``input_scale_``, ``window_weights_``
-    ((D+1) x N1·N2, the refined β of all
-    windows side by side), ``window_min_``, ``window_range_``, ``enhancement_weights_``,
-    ``enhancement_scale_``. Subclasses extend ``_extra_calibrate`` / ``_extra_nodes``.
+    ((D+1) x N1·N2, the refined β of all windows side by side), ``window_min_``,
+    ``window_range_``, ``enhancement_weights_``, ``enhancement_scale_``. Subclasses extend
+    ``_extra_calibrate`` / ``_extra_nodes``.
     """
 
     # -- global view -----------------------------------------------------------------
@@ -301,9 +301,10 @@ class BroadNodesMixin:
         if budget <= 0:
             raise ValueError(f"memory_budget_mb must be positive, got {budget}")
         d = self.window_weights_.shape[0]
-        p = self.window_weights_.shape[1] + int(getattr(self, "n_enhancement_", None)
-                                                or getattr(self, "enhancement_weights_",
-                                                           np.zeros((0, 0))).shape[1])
+        n3 = getattr(self, "n_enhancement_", None)
+        if n3 is None:  # a model saved before ``n_enhancement_`` existed
+            n3 = self.enhancement_weights_.shape[1]
+        p = self.window_weights_.shape[1] + int(n3)
         per_row = 8 * (d + 3 * p)
         return max(1, min(block, int(budget * 2**20 // per_row)))
 
