@@ -45,7 +45,14 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, SCENE_ARFF, SHARED_DATA, _atomic_write, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    RESULTS,
+    SCENE_ARFF,
+    SHARED_DATA,
+    _atomic_write,
+    machine,
+    write_results,
+)
 
 NAME = "attention_mil"
 ATTN = ["abmil", "transmil", "dsmil"]
@@ -263,23 +270,25 @@ def _spmll_one(ds, i: int, tr: np.ndarray, te: np.ndarray) -> dict[str, Any]:
         S = est.decision_function(ds.bags[rows])
         return {m: float(f(ds.Y[rows], S)) for m, f in metrics.items()}
 
-    cands = []  # (variant, validation scores, test scores)
+    pairs = []  # (variant, validation scores, test scores) of each (a, b)
     for a, b in SPMLL_AB:  # OPML variant chosen on the fully labelled validation part
         est = fit(Ysp, ftr, loss="opml", loss_params={"a": a, "b": b})
-        cands.append(({"a": a, "b": b}, scores(est, val), scores(est, te)))
+        pairs.append(({"a": a, "b": b}, scores(est, val), scores(est, te)))
+    extended: dict[tuple, tuple] = {}  # the extensions' fits, shared by the two metrics
     out: dict[str, Any] = {}
     for m in metrics:  # the best pair by this metric, then its two extensions
-        ab = max(cands[:len(SPMLL_AB)], key=lambda c: c[1][m])[0]
+        best = max(pairs, key=lambda c: c[1][m])  # first of equals: the earlier pair
+        ab = best[0]
         for name, kw in (("OPML+corr", {"loss": "opml", "loss_params": ab,
                                         "label_correction": SPMLL_CORRECTION}),
                          ("softOPML", {"loss": "opml_soft",
                                        "loss_params": {**ab, "gamma": 1.0}})):
-            if not any(c[0] == {**ab, "variant": name} for c in cands):
+            key = (ab["a"], ab["b"], name)
+            if key not in extended:
                 est = fit(Ysp, ftr, **kw)
-                cands.append(({**ab, "variant": name}, scores(est, val), scores(est, te)))
-        pool = cands[:len(SPMLL_AB)] + [c for c in cands[len(SPMLL_AB):]
-                                        if {k: c[0][k] for k in ("a", "b")} == ab]
-        best = max(pool, key=lambda c: c[1][m])  # first of equals: the earlier candidate
+                extended[key] = ({**ab, "variant": name}, scores(est, val), scores(est, te))
+            if extended[key][1][m] > best[1][m]:
+                best = extended[key]
         out[m] = {"single-positive OPML": best[2][m], "opml_variant": best[0]}
     ref = {"full (bce)": scores(fit(ds.Y[ftr], ftr), te),
            "single-positive AN-BCE": scores(fit(Ysp, ftr, loss="an"), te)}
@@ -294,8 +303,6 @@ def stage_spmll(args) -> dict[str, Any]:
     """Single-positive Scene: ``--splits`` outer splits, ``--jobs`` of them at a time (one
     process each, one CPU thread per fit)."""
     from joblib import Parallel, delayed
-
-    from _common import machine
 
     ds = _scene()
     splits = _splits(ds.bags.n_bags, args.splits)
