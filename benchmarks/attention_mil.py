@@ -245,6 +245,46 @@ def stage_msrc(args) -> dict[str, Any]:
 #: correction and the smoothed (soft) OPML of paper 003
 SPMLL_AB = [(0.3, 0.7), (0.5, 0.5), (0.7, 0.3), (0.1, 0.1), (0.05, 0.5), (0.5, 0.05)]
 SPMLL_CORRECTION = {"scale": 0.1, "base": "n_j", "warmup_epochs": 1, "max_total": 1.0}
+#: the protocol and grid chosen on inner splits of the training parts (eleventh session,
+#: ``select_spmll_variants.py``, pipeline P3): every loss (full, AN-BCE, OPML) keeps the epoch
+#: with the best validation mAP; OPML (a, b) x lr, then three extensions at the best triple
+SPMLL_PIPELINE = {"protocol": "es", "lrs": [1e-2, 3e-3],
+                  "ext": ["OPML+corr", "OPML+budget", "softOPML"]}
+
+
+def spmll_ext_kw(name: str, ab: dict[str, float], lr: float, budget: list[float]
+                 ) -> dict[str, Any]:
+    """``abmil`` settings of an OPML extension at the pair ``ab``: the AP-based correction
+    (``OPML+corr``), the same bounded by the hidden positives the validation part implies
+    (``OPML+budget``, ``hidden_positive_budget``), soft OPML with γ 1 (``softOPML``)."""
+    if name == "OPML+corr":
+        return {"loss": "opml", "loss_params": ab, "lr": lr,
+                "label_correction": SPMLL_CORRECTION}
+    if name == "OPML+budget":
+        return {"loss": "opml", "loss_params": ab, "lr": lr,
+                "label_correction": {**SPMLL_CORRECTION, "max_total": budget}}
+    if name == "softOPML":
+        return {"loss": "opml_soft", "loss_params": {**ab, "gamma": 1.0}, "lr": lr}
+    raise ValueError(f"unknown OPML extension {name!r}")
+
+
+def spmll_pick(run, pipeline: dict[str, Any], metric: str, budget: list[float]):
+    """The OPML variant a pipeline chooses on validation by ``metric``: the best (a, b, lr)
+    of the grid, then each extension at it when its validation score is higher.
+    ``run(key, **abmil_kw)`` returns ``{"val": {...}, "test": {...}}`` (cached by key);
+    returns ``((a, b, lr, variant), scores)``."""
+    cands = []
+    for lr in pipeline["lrs"]:
+        for a, b in SPMLL_AB:
+            r = run(("opml", a, b, lr), loss="opml", loss_params={"a": a, "b": b}, lr=lr)
+            cands.append(((a, b, lr, "OPML"), r))
+    best = max(cands, key=lambda c: c[1]["val"][metric])  # first of equals: the earlier one
+    a, b, lr, _ = best[0]
+    for name in pipeline["ext"]:
+        r = run((name, a, b, lr), **spmll_ext_kw(name, {"a": a, "b": b}, lr, budget))
+        if r["val"][metric] > best[1]["val"][metric]:
+            best = ((a, b, lr, name), r)
+    return best
 
 
 def _spmll_one(ds, i: int, tr: np.ndarray, te: np.ndarray) -> dict[str, Any]:
@@ -252,46 +292,42 @@ def _spmll_one(ds, i: int, tr: np.ndarray, te: np.ndarray) -> dict[str, Any]:
 
     Two metrics, each with its own validation choice of the OPML variant: the MIML ranking AP
     (``"ap"``) and the single-positive protocol's mAP (``"map"``, mean per-label AP as in
-    ``deep/spmll.py`` and ``spmll_mulan.py``)."""
-    from mimlkit.deep.spmll import make_single_positive, mean_ap, spmll_split
+    ``deep/spmll.py`` and ``spmll_mulan.py``). ``SPMLL_PIPELINE`` says the protocol."""
+    from mimlkit.deep.spmll import (
+        hidden_positive_budget,
+        make_single_positive,
+        mean_ap,
+        spmll_split,
+    )
     from mimlkit.metrics import average_precision
     from mimlkit.registry import create
 
     metrics = {"ap": average_precision, "map": mean_ap}
-
-    def fit(Y, rows, **kw):  # thresholds play no part in AP: fixed, no calibration clones
-        return create("abmil", threshold_mode="fixed", device="cpu", **kw).fit(ds.bags[rows], Y)
-
     fit_idx, val_idx = spmll_split(len(tr), val_frac=0.2, split_seed=1200 + i)
     ftr, val = tr[fit_idx], tr[val_idx]
     Ysp = make_single_positive(ds.Y[ftr], random_state=1200 + i)
+    budget = hidden_positive_budget(Ysp, ds.Y[val])
+    es = SPMLL_PIPELINE["protocol"] == "es"
+    cache: dict[tuple, dict[str, dict[str, float]]] = {}
 
-    def scores(est, rows):
-        S = est.decision_function(ds.bags[rows])
-        return {m: float(f(ds.Y[rows], S)) for m, f in metrics.items()}
+    def run(key: tuple, Y: np.ndarray | None = None, **kw) -> dict[str, dict[str, float]]:
+        # thresholds play no part in AP / mAP: fixed, no calibration clones
+        if key not in cache:
+            est = create("abmil", threshold_mode="fixed", device="cpu", **kw)
+            est.fit(ds.bags[ftr], Ysp if Y is None else Y,
+                    **({"eval_set": (ds.bags[val], ds.Y[val])} if es else {}))
+            cache[key] = {part: {m: float(f(ds.Y[r], est.decision_function(ds.bags[r])))
+                                 for m, f in metrics.items()}
+                          for part, r in (("val", val), ("test", te))}
+        return cache[key]
 
-    pairs = []  # (variant, validation scores, test scores) of each (a, b)
-    for a, b in SPMLL_AB:  # OPML variant chosen on the fully labelled validation part
-        est = fit(Ysp, ftr, loss="opml", loss_params={"a": a, "b": b})
-        pairs.append(({"a": a, "b": b}, scores(est, val), scores(est, te)))
-    extended: dict[tuple, tuple] = {}  # the extensions' fits, shared by the two metrics
     out: dict[str, Any] = {}
-    for m in metrics:  # the best pair by this metric, then its two extensions
-        best = max(pairs, key=lambda c: c[1][m])  # first of equals: the earlier pair
-        ab = best[0]
-        for name, kw in (("OPML+corr", {"loss": "opml", "loss_params": ab,
-                                        "label_correction": SPMLL_CORRECTION}),
-                         ("softOPML", {"loss": "opml_soft",
-                                       "loss_params": {**ab, "gamma": 1.0}})):
-            key = (ab["a"], ab["b"], name)
-            if key not in extended:
-                est = fit(Ysp, ftr, **kw)
-                extended[key] = ({**ab, "variant": name}, scores(est, val), scores(est, te))
-            if extended[key][1][m] > best[1][m]:
-                best = extended[key]
-        out[m] = {"single-positive OPML": best[2][m], "opml_variant": best[0]}
-    ref = {"full (bce)": scores(fit(ds.Y[ftr], ftr), te),
-           "single-positive AN-BCE": scores(fit(Ysp, ftr, loss="an"), te)}
+    for m in metrics:
+        (a, b, lr, name), r = spmll_pick(run, SPMLL_PIPELINE, m, budget)
+        out[m] = {"single-positive OPML": r["test"][m],
+                  "opml_variant": {"a": a, "b": b, "lr": lr, "variant": name}}
+    ref = {"full (bce)": run(("full",), ds.Y[ftr])["test"],
+           "single-positive AN-BCE": run(("an",), loss="an")["test"]}
     for m in metrics:
         out[m].update({k: v[m] for k, v in ref.items()})
     print(f"split {i}: " + "; ".join(f"{m}: " + ", ".join(
@@ -312,7 +348,8 @@ def stage_spmll(args) -> dict[str, Any]:
     res = {k: [o["ap"][k] for o in outs] for k in keys}
     res_map = {k: [o["map"][k] for o in outs] for k in keys}
     return {"n_splits": args.splits, "opml_ab_grid": SPMLL_AB,
-            "opml_correction": SPMLL_CORRECTION, "results": res, "results_map": res_map,
+            "opml_correction": SPMLL_CORRECTION, "pipeline": SPMLL_PIPELINE,
+            "results": res, "results_map": res_map,
             "machine": machine()}
 
 
@@ -455,13 +492,19 @@ def _markdown(data: dict[str, Any]) -> str:
         L.append("")
     sp = data.get("spmll")
     if sp:
+        pl = sp.get("pipeline")
         L += [f"## Single-positive Scene with abmil ({sp['n_splits']} splits)", "",
               "Training part: 80% fitted with one positive per bag (others unobserved), 20% "
               "fully labelled validation (the OPML variant chosen there, by the metric that is "
-              f"reported: (a, b) from {sp['opml_ab_grid']}, then label correction "
-              f"{sp['opml_correction']} and soft OPML (γ 1) at the best pair); test part only "
-              "for the reported figures. Fixed thresholds (neither metric depends on them).",
-              ""]
+              f"reported: (a, b) from {sp['opml_ab_grid']}"
+              + (f" × lr {pl['lrs']}, then {', '.join(pl['ext'])} at the best triple; "
+                 "every loss — full, AN-BCE, OPML — keeps the epoch of best validation mAP "
+                 "(the protocol of Cole et al.; chosen on inner splits of the training parts, "
+                 "`select_spmll_variants.md`)" if pl and pl["protocol"] == "es" else
+                 f", then label correction {sp['opml_correction']} and soft OPML (γ 1) at the "
+                 "best pair")
+              + "); test part only for the reported figures. Fixed thresholds (neither "
+              "metric depends on them).", ""]
         metrics = [("results", "AP (MIML label-ranking average precision)")]
         if "results_map" in sp:
             metrics.append(("results_map", "mAP (mean per-label AP, the single-positive "

@@ -11,6 +11,7 @@ from mimlkit.deep.spmll import (
     SmoothingSchedule,
     SPMLLProtocol,
     apply_schedules,
+    hidden_positive_budget,
     make_single_positive,
     mean_ap,
     per_label_ap,
@@ -102,6 +103,25 @@ def test_label_correction_quota_and_permanence():
     assert (kb, kb2) == (1, 0)  # label 0: AP = 1 (no quota); label 1: budget ⌊0.5·2⌋ = 1
     capped = APLabelCorrector(scale=1.0, base="n", cap=0.1)
     assert capped.quotas(Y0, np.zeros(2)).tolist() == [1, 1]
+
+
+def test_per_label_budget_from_fully_labelled_rows():
+    Y0 = np.full((10, 2), -1, dtype=np.int8)
+    Y0[:4, 0] = 1
+    Y0[:2, 1] = 1
+    ref = np.zeros((5, 2), dtype=np.int8)
+    ref[:2, 0] = 1  # rate .4: 4 expected among 10 rows, 4 observed -> nothing hidden
+    ref[:3, 1] = 1  # rate .6: 6 expected, 2 observed -> 4 hidden -> 2.0 per observed
+    b = hidden_positive_budget(Y0, ref)
+    assert b == pytest.approx([0.0, 2.0])
+    S = np.tile(np.linspace(0, 1, 10)[:, None], (1, 2))  # observed rows score lowest
+    corr = APLabelCorrector(scale=10.0, base="n", max_total=b)
+    Y1, k = corr(Y0, S, Y0, epoch=1)
+    assert k == 4 and (Y1[:, 0] == Y0[:, 0]).all() and (Y1[6:, 1] == 1).all()
+    _, k2 = corr(Y1, S, Y0, epoch=2)
+    assert k2 == 0  # the budget is spent
+    with pytest.raises(ValueError, match="3 entries for 2 labels"):
+        APLabelCorrector(max_total=[1.0, 1.0, 1.0])(Y0, S, Y0, epoch=1)
 
 
 def test_schedules():

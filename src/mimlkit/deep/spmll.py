@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["make_single_positive", "spmll_split", "SPMLLProtocol", "per_label_ap",
-           "mean_ap", "APLabelCorrector", "SmoothingSchedule", "apply_schedules"]
+           "mean_ap", "APLabelCorrector", "hidden_positive_budget", "SmoothingSchedule",
+           "apply_schedules"]
 
 
 def _asnumpy(a: Any) -> np.ndarray:
@@ -191,14 +192,16 @@ class APLabelCorrector:
     ``max_total`` (optional, our addition) bounds the flips of label j over the whole run by
     ``⌊max_total · n_j⌋`` (n_j = initially observed positives): with one kept positive per
     sample the hidden positives number about (cardinality − 1) · n_j, so repeated per-epoch
-    quotas would otherwise keep flipping after the hidden positives are used up.
+    quotas would otherwise keep flipping after the hidden positives are used up. A sequence
+    gives one bound per label, e.g. the hidden positives expected from a fully labelled
+    validation part: ``max(rate_j · n − n_j, 0) / n_j`` (``hidden_positive_budget``).
     """
 
     scale: float = 0.1
     base: str = "n_j"
     cap: float | None = None
     warmup_epochs: int = 1
-    max_total: float | None = None
+    max_total: float | list[float] | None = None
 
     def quotas(self, Y_initial: np.ndarray, ap: np.ndarray) -> np.ndarray:
         n = Y_initial.shape[0]
@@ -225,7 +228,10 @@ class APLabelCorrector:
         k = self.quotas(Y0, ap)
         if self.max_total is not None:
             done = ((Yc == 1) & (Y0 != 1)).sum(0)
-            budget = np.floor(self.max_total * (Y0 == 1).sum(0)).astype(np.int64) - done
+            mt = np.asarray(self.max_total, dtype=np.float64)
+            if mt.ndim and mt.shape != (Y0.shape[1],):
+                raise ValueError(f"max_total has {mt.size} entries for {Y0.shape[1]} labels")
+            budget = np.floor(mt * (Y0 == 1).sum(0)).astype(np.int64) - done
             k = np.clip(np.minimum(k, budget), 0, None)
         flipped = 0
         for j in np.flatnonzero(k > 0):
@@ -237,6 +243,17 @@ class APLabelCorrector:
             Yc[top, j] = 1
             flipped += kk
         return Yc, flipped
+
+
+def hidden_positive_budget(Y_observed: Any, Y_reference: Any) -> list[float]:
+    """Per-label ``max_total`` of :class:`APLabelCorrector` from fully labelled reference rows
+    (e.g. the protocol's validation part): the positives label j is expected to have among the
+    observed rows (its reference rate × rows) less those observed, over those observed."""
+    Yo = _asnumpy(Y_observed)
+    rate = (_asnumpy(Y_reference) == 1).mean(0)
+    n_j = (Yo == 1).sum(0).astype(np.float64)
+    hidden = np.maximum(rate * Yo.shape[0] - n_j, 0.0)
+    return (hidden / np.maximum(n_j, 1.0)).tolist()
 
 
 # ----------------------------------------------------------------------------- schedules
