@@ -287,39 +287,55 @@ def spmll_pick(run, pipeline: dict[str, Any], metric: str, budget: list[float]):
     return best
 
 
+def spmll_protocol(ds, i: int, rows: np.ndarray):
+    """The single-positive protocol on ``rows`` (split ``i``'s seeds): fitted rows, the fully
+    labelled validation fifth, the kept positives and the validation-implied correction
+    budget."""
+    from mimlkit.deep.spmll import hidden_positive_budget, make_single_positive, spmll_split
+
+    fit_idx, val_idx = spmll_split(len(rows), val_frac=0.2, split_seed=1200 + i)
+    ftr, val = rows[fit_idx], rows[val_idx]
+    Ysp = make_single_positive(ds.Y[ftr], random_state=1200 + i)
+    return ftr, val, Ysp, hidden_positive_budget(Ysp, ds.Y[val])
+
+
+def spmll_runner(ds, ftr: np.ndarray, val: np.ndarray, held: np.ndarray):
+    """``run(key, Y, es, **abmil_kw)``: fit ``abmil`` on ``ftr`` (``es``: keep the epoch of
+    best validation mAP), score AP and mAP on the validation and ``held`` rows; cached by key.
+    Thresholds play no part in either metric: fixed, no calibration clones."""
+    from mimlkit.deep.spmll import mean_ap
+    from mimlkit.metrics import average_precision
+    from mimlkit.registry import create
+
+    metrics = {"ap": average_precision, "map": mean_ap}
+    cache: dict[tuple, dict[str, dict[str, float]]] = {}
+
+    def run(key: tuple, Y: np.ndarray, es: bool, **kw) -> dict[str, dict[str, float]]:
+        if key not in cache:
+            est = create("abmil", threshold_mode="fixed", device="cpu", **kw)
+            est.fit(ds.bags[ftr], Y, **({"eval_set": (ds.bags[val], ds.Y[val])} if es else {}))
+            cache[key] = {part: {m: float(f(ds.Y[r], est.decision_function(ds.bags[r])))
+                                 for m, f in metrics.items()}
+                          for part, r in (("val", val), ("test", held))}
+        return cache[key]
+
+    run.cache = cache
+    return run
+
+
 def _spmll_one(ds, i: int, tr: np.ndarray, te: np.ndarray) -> dict[str, Any]:
     """One outer split of the single-positive stage (CPU: the same arithmetic everywhere).
 
     Two metrics, each with its own validation choice of the OPML variant: the MIML ranking AP
     (``"ap"``) and the single-positive protocol's mAP (``"map"``, mean per-label AP as in
     ``deep/spmll.py`` and ``spmll_mulan.py``). ``SPMLL_PIPELINE`` says the protocol."""
-    from mimlkit.deep.spmll import (
-        hidden_positive_budget,
-        make_single_positive,
-        mean_ap,
-        spmll_split,
-    )
-    from mimlkit.metrics import average_precision
-    from mimlkit.registry import create
-
-    metrics = {"ap": average_precision, "map": mean_ap}
-    fit_idx, val_idx = spmll_split(len(tr), val_frac=0.2, split_seed=1200 + i)
-    ftr, val = tr[fit_idx], tr[val_idx]
-    Ysp = make_single_positive(ds.Y[ftr], random_state=1200 + i)
-    budget = hidden_positive_budget(Ysp, ds.Y[val])
+    metrics = ("ap", "map")
+    ftr, val, Ysp, budget = spmll_protocol(ds, i, tr)
     es = SPMLL_PIPELINE["protocol"] == "es"
-    cache: dict[tuple, dict[str, dict[str, float]]] = {}
+    fit = spmll_runner(ds, ftr, val, te)
 
     def run(key: tuple, Y: np.ndarray | None = None, **kw) -> dict[str, dict[str, float]]:
-        # thresholds play no part in AP / mAP: fixed, no calibration clones
-        if key not in cache:
-            est = create("abmil", threshold_mode="fixed", device="cpu", **kw)
-            est.fit(ds.bags[ftr], Ysp if Y is None else Y,
-                    **({"eval_set": (ds.bags[val], ds.Y[val])} if es else {}))
-            cache[key] = {part: {m: float(f(ds.Y[r], est.decision_function(ds.bags[r])))
-                                 for m, f in metrics.items()}
-                          for part, r in (("val", val), ("test", te))}
-        return cache[key]
+        return fit(key, Ysp if Y is None else Y, es, **kw)
 
     out: dict[str, Any] = {}
     for m in metrics:

@@ -40,7 +40,6 @@ single out the hidden positives a correction would flip (``..._precision.md``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,8 @@ from attention_mil import (  # noqa: E402
     _scene,
     _splits,
     spmll_pick,
+    spmll_protocol,
+    spmll_runner,
 )
 
 NAME = "select_spmll_variants"
@@ -108,41 +109,18 @@ def _probe_candidates(budget: list[float], probe: str
 
 
 def _inner_one(ds, i: int, tr: np.ndarray, probe: str | None = None) -> dict[str, Any]:
-    from mimlkit.deep.spmll import (
-        hidden_positive_budget,
-        make_single_positive,
-        mean_ap,
-        spmll_split,
-    )
-    from mimlkit.metrics import average_precision
-    from mimlkit.registry import create
-
-    fns = {"ap": average_precision, "map": mean_ap}
     perm = np.random.default_rng(7000 + i).permutation(len(tr))
     n_te = len(tr) // 3
     ite, part = np.sort(tr[perm[:n_te]]), np.sort(tr[perm[n_te:]])
-    fit_idx, val_idx = spmll_split(len(part), val_frac=0.2, split_seed=1200 + i)
-    ftr, val = part[fit_idx], part[val_idx]
-    Ysp = make_single_positive(ds.Y[ftr], random_state=1200 + i)
-    budget = hidden_positive_budget(Ysp, ds.Y[val])
-
-    cache: dict[tuple, dict[str, dict[str, float]]] = {}
+    ftr, val, Ysp, budget = spmll_protocol(ds, i, part)
+    fit = spmll_runner(ds, ftr, val, ite)
 
     def run(key: tuple, Y: np.ndarray, protocol: str, **kw) -> dict[str, dict[str, float]]:
-        if key not in cache:
-            est = create("abmil", threshold_mode="fixed", device="cpu", **kw)
-            est.fit(ds.bags[ftr], Y, **({"eval_set": (ds.bags[val], ds.Y[val])}
-                                        if protocol == "es" else {}))
-            cache[key] = {part_: {m: float(f(ds.Y[r], est.decision_function(ds.bags[r])))
-                                  for m, f in fns.items()}
-                          for part_, r in (("val", val), ("test", ite))}
-        return cache[key]
+        return fit(key, Y, protocol == "es", **kw)
 
     out: dict[str, Any] = {"split": i, "budget": budget, "refs": {}, "pipelines": {}}
-    if probe == "early":  # the pipelines were read from the grid probe: candidates only
-        pipelines = {}
-    else:
-        pipelines = PIPELINES
+    # the early probe only adds candidates: the pipelines were read from the grid probe
+    pipelines = {} if probe == "early" else PIPELINES
     for key, kw, proto in _probe_candidates(budget, probe) if probe else []:
         run(key, Ysp, proto, **kw)
     for protocol in ("fixed", "es"):
@@ -160,7 +138,7 @@ def _inner_one(ds, i: int, tr: np.ndarray, probe: str | None = None) -> dict[str
             (a, b, lr, name), r = spmll_pick(run_p, p, m, budget)
             res[m] = {"test": r["test"][m], "choice": [a, b, lr, name]}
         out["pipelines"][pname] = res
-    out["candidates"] = {"|".join(map(str, k)): v for k, v in cache.items()}
+    out["candidates"] = {"|".join(map(str, k)): v for k, v in fit.cache.items()}
     print(f"inner split {i}: " + "; ".join(
         f"{k} ap {v['ap']['test']:.4f} map {v['map']['test']:.4f}"
         for k, v in out["pipelines"].items()), flush=True)
@@ -195,14 +173,10 @@ def _precision_one(ds, i: int, tr: np.ndarray) -> dict[str, Any]:
     among a label's unobserved entries, at the count the correction would flip (the
     validation-implied budget): out-of-fold scores (two halves of the fitted part) and
     in-sample scores (fit on all of it). The protocol's fitted part of outer training part i."""
-    from mimlkit.deep.spmll import hidden_positive_budget, make_single_positive, spmll_split
     from mimlkit.registry import create
 
-    fit_idx, val_idx = spmll_split(len(tr), val_frac=0.2, split_seed=1200 + i)
-    ftr, val = tr[fit_idx], tr[val_idx]
-    Ysp = make_single_positive(ds.Y[ftr], random_state=1200 + i)
+    ftr, val, Ysp, budget = spmll_protocol(ds, i, tr)
     hidden = (ds.Y[ftr] == 1) & (Ysp != 1)
-    budget = hidden_positive_budget(Ysp, ds.Y[val])
 
     def scores(rows, at):
         est = create("abmil", threshold_mode="fixed", device="cpu", loss="an")
@@ -300,27 +274,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--outer", type=int, default=8)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--probe", choices=["grid", "early", "precision"], default=None,
-                    help="also fit the single configurations of _probe_candidates")
-    ap.add_argument("--raw", default=None,
-                    help="also keep the per-split rows here (JSON); with --summarise, read them")
-    ap.add_argument("--summarise", action="store_true",
-                    help="rebuild the summary and markdown from --raw without fitting")
+                    help="grid: the pipelines plus single configurations; early: the early "
+                    "correction only; precision: how well scores find the hidden positives")
     args = ap.parse_args(argv)
-    if args.summarise:
-        outs = json.loads(Path(args.raw).read_text())
-    else:
-        from joblib import Parallel, delayed
+    from joblib import Parallel, delayed
 
-        ds = _scene()
-        splits = _splits(ds.bags.n_bags, args.outer)
-        if args.probe == "precision":
-            outs = Parallel(n_jobs=args.jobs)(delayed(_precision_one)(ds, i, tr)
-                                              for i, (tr, _te) in enumerate(splits))
-        else:
-            outs = Parallel(n_jobs=args.jobs)(delayed(_inner_one)(ds, i, tr, args.probe)
-                                              for i, (tr, _te) in enumerate(splits))
-        if args.raw:
-            Path(args.raw).write_text(json.dumps(outs) + "\n")
+    ds = _scene()
+    splits = _splits(ds.bags.n_bags, args.outer)
+    if args.probe == "precision":
+        outs = Parallel(n_jobs=args.jobs)(delayed(_precision_one)(ds, i, tr)
+                                          for i, (tr, _te) in enumerate(splits))
+    else:
+        outs = Parallel(n_jobs=args.jobs)(delayed(_inner_one)(ds, i, tr, args.probe)
+                                          for i, (tr, _te) in enumerate(splits))
     data = {"outer": args.outer, "probe": args.probe, "pipelines_def": PIPELINES,
             "opml_ab_grid": SPMLL_AB,
             "splits": outs, "summary": _summary(outs) if outs[0].get("pipelines") else {},

@@ -28,3 +28,16 @@ def test_summary_picks_the_largest_mean_share_closed(load_benchmark):
     assert s["chosen"] == "P1"  # P2 ties with P1: the simpler (lower number) wins
     md = mod._markdown({"outer": 2, "summary": s, "splits": outs})
     assert "**Chosen: P1**" in md and "| an · fixed |" in md
+
+
+def test_probe_help_names_what_the_script_accepts(load_benchmark, capsys):
+    mod = load_benchmark("select_spmll_variants")
+    with pytest.raises(SystemExit) as e:
+        mod.main(["--help"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for probe in ("grid", "early", "precision"):
+        assert f"{probe}:" in text
+    with pytest.raises(SystemExit) as e:
+        mod.main(["--probe", "everything"])
+    assert e.value.code == 2
